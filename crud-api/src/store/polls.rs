@@ -1,0 +1,317 @@
+//! Polls of a session, their options and votes (one per user per poll).
+
+use super::outbox::push;
+use super::sessions::load as load_session;
+use super::sql::{Tx, args};
+use super::{Conflict, Result, SqlStore, StoreError};
+use crate::clock::Millis;
+use crate::model::{OptionCount, Poll, PollOption, PollResults, PollStatus, rfc3339};
+use async_trait::async_trait;
+use evd_protocol::event::{self, Event, PollClosed, PollCreated};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use tracing::instrument;
+use utoipa::ToSchema;
+
+/// Most options a poll may have: more do not fit a phone screen.
+pub const MAX_POLL_OPTIONS: usize = 20;
+
+/// Most polls listed for one session.
+pub const MAX_POLLS_PER_SESSION: i64 = 200;
+
+/// A new poll.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewPoll {
+    /// The question.
+    #[schema(min_length = 1, max_length = 500)]
+    pub question: String,
+    /// The options' texts, in display order (2 to 20).
+    #[schema(min_items = 2, max_items = 20)]
+    pub options: Vec<String>,
+    /// When voting ends by itself (RFC 3339); absent: when an organizer closes it.
+    #[serde(default, with = "rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub closes_at: Option<Millis>,
+}
+
+/// One vote, as the engine's batched writer hands it over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vote {
+    /// The voter's org.
+    pub org: String,
+    /// The poll id.
+    pub poll: String,
+    /// The voter.
+    pub user: String,
+    /// The option id.
+    pub option: String,
+}
+
+/// What became of one vote of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VoteOutcome {
+    /// Stored; the poll belongs to this session.
+    Recorded {
+        /// The poll's session (its room is `session:<id>`).
+        session: String,
+    },
+    /// The user had voted in this poll already.
+    Duplicate,
+    /// No such poll in the org, or no such option in the poll.
+    NotFound,
+    /// The poll is closed.
+    Closed,
+}
+
+/// Polls.
+#[async_trait]
+pub trait PollStore {
+    /// Opens a poll in a session.
+    async fn create_poll(&self, org: &str, session: &str, new: &NewPoll, by: &str) -> Result<Poll>;
+    /// A session's polls, oldest first.
+    async fn list_polls(&self, org: &str, session: &str) -> Result<Vec<Poll>>;
+    /// One poll.
+    async fn get_poll(&self, org: &str, id: &str) -> Result<Poll>;
+    /// Closes a poll and returns its final counts.
+    async fn close_poll(&self, org: &str, id: &str) -> Result<PollResults>;
+    /// The counts so far.
+    async fn poll_results(&self, org: &str, id: &str) -> Result<PollResults>;
+    /// Stores a batch of votes in one transaction; one outcome per vote, in order.
+    async fn record_votes(&self, votes: &[Vote]) -> Result<Vec<VoteOutcome>>;
+}
+
+const POLL_SELECT: &str = "select id, session_id, question, status, closes_at, created_by, \
+     created_at, closed_at from polls where org_id = $1 and id = $2";
+
+async fn with_options(tx: &mut Tx, org: &str, mut poll: Poll) -> Result<Poll> {
+    poll.options = tx
+        .fetch_all(
+            "select id, text from poll_options where org_id = $1 and poll_id = $2 order by position",
+            args![org, &poll.id],
+        )
+        .await?;
+    Ok(poll)
+}
+
+async fn load(tx: &mut Tx, org: &str, id: &str) -> Result<Poll> {
+    let poll = tx
+        .fetch_optional(POLL_SELECT, args![org, id])
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    with_options(tx, org, poll).await
+}
+
+async fn results(tx: &mut Tx, org: &str, id: &str) -> Result<PollResults> {
+    let poll: Poll = tx
+        .fetch_optional(POLL_SELECT, args![org, id])
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    let options: Vec<OptionCount> = tx
+        .fetch_all(
+            "select o.id, o.text, (select count(*) from poll_votes v where v.poll_id = o.poll_id \
+             and v.option_id = o.id) as votes from poll_options o \
+             where o.org_id = $1 and o.poll_id = $2 order by o.position",
+            args![org, id],
+        )
+        .await?;
+    Ok(PollResults {
+        poll_id: poll.id,
+        status: poll.status,
+        total: options.iter().map(|o| o.votes).sum(),
+        options,
+    })
+}
+
+/// Closes an open poll in `tx` and writes `POLL_CLOSED` with the final counts.
+pub(crate) async fn close(tx: &mut Tx, org: &str, id: &str, now: Millis) -> Result<PollResults> {
+    let poll: Poll = tx
+        .fetch_optional(POLL_SELECT, args![org, id])
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    let closed = tx
+        .execute(
+            "update polls set status = 'closed', closed_at = $3 where org_id = $1 and id = $2 \
+             and status = 'open'",
+            args![org, id, now],
+        )
+        .await?;
+    if closed == 0 {
+        return Err(Conflict::PollClosed.into());
+    }
+    let results = results(tx, org, id).await?;
+    let counts: BTreeMap<String, u64> = results
+        .options
+        .iter()
+        .map(|o| (o.id.clone(), u64::try_from(o.votes).unwrap_or(0)))
+        .collect();
+    let room = format!("session:{}", poll.session_id);
+    let ev = Event::PollClosed(PollClosed {
+        outbox_id: None,
+        room: room.clone(),
+        poll: id.to_owned(),
+        counts,
+        total: u64::try_from(results.total).unwrap_or(0),
+    });
+    push(tx, org, &room, &ev, now).await?;
+    Ok(results)
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> StoreError {
+    StoreError::Invalid {
+        field,
+        message: message.into(),
+    }
+}
+
+#[async_trait]
+impl PollStore for SqlStore {
+    #[instrument(skip_all)]
+    async fn create_poll(&self, org: &str, session: &str, new: &NewPoll, by: &str) -> Result<Poll> {
+        if !(2..=MAX_POLL_OPTIONS).contains(&new.options.len()) {
+            return Err(invalid(
+                "options",
+                format!("give 2 to {MAX_POLL_OPTIONS} options"),
+            ));
+        }
+        let now = self.now();
+        if new.closes_at.is_some_and(|t| t <= now) {
+            return Err(invalid("closes_at", "must be in the future"));
+        }
+        let mut tx = self.write(org).await?;
+        load_session(&mut tx, org, session).await?;
+        let id = super::new_id();
+        tx.execute(
+            "insert into polls (id, org_id, session_id, question, status, closes_at, created_by, \
+             created_at) values ($1, $2, $3, $4, 'open', $5, $6, $7)",
+            args![&id, org, session, &new.question, new.closes_at, by, now],
+        )
+        .await?;
+        for (position, text) in (0i64..).zip(&new.options) {
+            tx.execute(
+                "insert into poll_options (id, org_id, poll_id, position, text) \
+                 values ($1, $2, $3, $4, $5)",
+                args![super::new_id(), org, &id, position, text],
+            )
+            .await?;
+        }
+        let poll = load(&mut tx, org, &id).await?;
+        let room = format!("session:{session}");
+        let ev = Event::PollCreated(PollCreated {
+            outbox_id: None,
+            room: room.clone(),
+            poll: event::Poll {
+                id: poll.id.clone(),
+                question: poll.question.clone(),
+                options: poll
+                    .options
+                    .iter()
+                    .map(|o: &PollOption| event::PollOption {
+                        id: o.id.clone(),
+                        text: o.text.clone(),
+                    })
+                    .collect(),
+                closes_at: poll.closes_at,
+            },
+        });
+        push(&mut tx, org, &room, &ev, now).await?;
+        self.commit(tx, true).await?;
+        Ok(poll)
+    }
+
+    #[instrument(skip_all)]
+    async fn list_polls(&self, org: &str, session: &str) -> Result<Vec<Poll>> {
+        let mut tx = self.read(org).await?;
+        let polls: Vec<Poll> = tx
+            .fetch_all(
+                "select id, session_id, question, status, closes_at, created_by, created_at, \
+                 closed_at from polls where org_id = $1 and session_id = $2 \
+                 order by created_at, id limit $3",
+                args![org, session, MAX_POLLS_PER_SESSION],
+            )
+            .await?;
+        let mut out = Vec::with_capacity(polls.len());
+        for poll in polls {
+            out.push(with_options(&mut tx, org, poll).await?);
+        }
+        Ok(out)
+    }
+
+    #[instrument(skip_all)]
+    async fn get_poll(&self, org: &str, id: &str) -> Result<Poll> {
+        let mut tx = self.read(org).await?;
+        load(&mut tx, org, id).await
+    }
+
+    #[instrument(skip_all)]
+    async fn close_poll(&self, org: &str, id: &str) -> Result<PollResults> {
+        let mut tx = self.write(org).await?;
+        let results = close(&mut tx, org, id, self.now()).await?;
+        self.commit(tx, true).await?;
+        Ok(results)
+    }
+
+    #[instrument(skip_all)]
+    async fn poll_results(&self, org: &str, id: &str) -> Result<PollResults> {
+        let mut tx = self.read(org).await?;
+        results(&mut tx, org, id).await
+    }
+
+    #[instrument(skip_all)]
+    async fn record_votes(&self, votes: &[Vote]) -> Result<Vec<VoteOutcome>> {
+        #[derive(sqlx::FromRow)]
+        struct Target {
+            session_id: String,
+            status: String,
+            closes_at: Option<Millis>,
+            option_found: i64,
+        }
+        let now = self.now();
+        let mut tx = self.begin_write().await?;
+        let mut current_org: Option<&str> = None;
+        let mut outcomes = Vec::with_capacity(votes.len());
+        for vote in votes {
+            if current_org != Some(vote.org.as_str()) {
+                tx.set_org(&vote.org).await?;
+                current_org = Some(&vote.org);
+            }
+            let target: Option<Target> = tx
+                .fetch_optional(
+                    "select p.session_id, p.status, p.closes_at, (select count(*) from \
+                     poll_options o where o.org_id = $1 and o.poll_id = p.id and o.id = $3) \
+                     as option_found from polls p where p.org_id = $1 and p.id = $2",
+                    args![&vote.org, &vote.poll, &vote.option],
+                )
+                .await?;
+            let outcome = match target {
+                None => VoteOutcome::NotFound,
+                Some(t) if t.option_found == 0 => VoteOutcome::NotFound,
+                Some(t)
+                    if t.status != PollStatus::Open.as_str()
+                        || t.closes_at.is_some_and(|c| c <= now) =>
+                {
+                    VoteOutcome::Closed
+                }
+                Some(t) => {
+                    let stored = tx
+                        .execute(
+                            "insert into poll_votes (org_id, poll_id, user_id, option_id, \
+                             created_at) values ($1, $2, $3, $4, $5) on conflict do nothing",
+                            args![&vote.org, &vote.poll, &vote.user, &vote.option, now],
+                        )
+                        .await?;
+                    if stored == 1 {
+                        VoteOutcome::Recorded {
+                            session: t.session_id,
+                        }
+                    } else {
+                        VoteOutcome::Duplicate
+                    }
+                }
+            };
+            outcomes.push(outcome);
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+}

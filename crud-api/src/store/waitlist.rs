@@ -1,0 +1,597 @@
+//! Waitlists: a line per session, VIP before standard and first come first served within a
+//! tier; offers that hold a seat until they expire.
+//!
+//! Seats: `sessions.issued` counts active tickets and `sessions.held` open offers. A purchase
+//! needs `issued + held < capacity`; an offer moves a free seat into `held`, and accepting it
+//! moves that seat to `issued`, so an accept never competes with purchases and never
+//! oversells. Decline, expiry and ticket cancellation free a seat and offer it to the next
+//! person in the same transaction.
+
+use super::idempotency::{self, KeyUse};
+use super::outbox::push;
+use super::sessions::load as load_session;
+use super::sql::{Tx, args};
+use super::{Conflict, Created, Result, SqlStore, StoreError};
+use crate::clock::Millis;
+use crate::model::{EntryStatus, Offer, OfferStatus, Ticket, WaitlistEntry};
+use async_trait::async_trait;
+use evd_protocol::auth::Tier;
+use evd_protocol::event::{
+    Event, WaitlistOffer, WaitlistStatus, WaitlistUpdate as WaitlistUpdateEvent,
+};
+use tracing::instrument;
+
+/// Most offers one "offer the next N" call makes.
+pub const MAX_OFFERS_PER_CALL: i64 = 100;
+
+/// How many people at the front of a line are told their new position when it moves.
+/// Those further back learn it when they ask; telling everyone would cost a row per person
+/// per movement.
+pub const POSITION_NOTICES: i64 = 50;
+
+/// A request to join a waitlist.
+#[derive(Debug, Clone)]
+pub struct JoinWaitlist<'a> {
+    /// The session.
+    pub session: &'a str,
+    /// Who joins.
+    pub user: &'a str,
+    /// Their priority.
+    pub tier: Tier,
+    /// Makes a retry return the first entry.
+    pub idempotency_key: Option<&'a str>,
+}
+
+/// Waitlists and offers.
+#[async_trait]
+pub trait WaitlistStore {
+    /// Puts the user in line; `Duplicate` if they are in line or hold a ticket.
+    async fn join_waitlist(
+        &self,
+        org: &str,
+        req: &JoinWaitlist<'_>,
+    ) -> Result<Created<WaitlistEntry>>;
+    /// Takes the user out of line; an open offer is declined.
+    async fn leave_waitlist(&self, org: &str, session: &str, user: &str) -> Result<()>;
+    /// The user's latest entry on the session's waitlist, with their position while waiting.
+    async fn waitlist_entry(&self, org: &str, session: &str, user: &str) -> Result<WaitlistEntry>;
+    /// Offers free seats to the next `n` people in line; `SoldOut` if no seat is free.
+    async fn offer_next(&self, org: &str, session: &str, n: i64) -> Result<Vec<Offer>>;
+    /// One offer of the user's.
+    async fn get_offer(&self, org: &str, offer: &str, user: &str) -> Result<Offer>;
+    /// The user's open offers.
+    async fn list_offers(&self, org: &str, user: &str) -> Result<Vec<Offer>>;
+    /// Turns the user's open offer into a ticket. A lapsed offer is expired (and the seat
+    /// offered on) and answers `OfferExpired`.
+    async fn accept_offer(
+        &self,
+        org: &str,
+        offer: &str,
+        user: &str,
+        idempotency_key: Option<&str>,
+    ) -> Result<Created<Ticket>>;
+    /// Declines the user's open offer; the seat goes to the next person.
+    async fn decline_offer(&self, org: &str, offer: &str, user: &str) -> Result<Offer>;
+}
+
+pub(crate) const OFFER_SELECT: &str = "select id, session_id, user_id, status, expires_at, created_at, \
+     answered_at, ticket_id from waitlist_offers where org_id = $1 and id = $2";
+
+#[derive(Debug, sqlx::FromRow)]
+struct Line {
+    id: String,
+    user_id: String,
+}
+
+fn priority(tier: Tier) -> i64 {
+    match tier {
+        Tier::Vip => 0,
+        Tier::Standard => 1,
+    }
+}
+
+fn update(session: &str, status: WaitlistStatus, position: Option<i64>) -> Event {
+    Event::WaitlistUpdate(WaitlistUpdateEvent {
+        outbox_id: None,
+        session: session.to_owned(),
+        status,
+        position: position.and_then(|p| u64::try_from(p).ok()),
+    })
+}
+
+async fn position(tx: &mut Tx, org: &str, session: &str, priority: i64, seq: i64) -> Result<i64> {
+    let (ahead,): (i64,) = tx
+        .fetch_one(
+            "select count(*) from waitlist_entries where org_id = $1 and session_id = $2 \
+             and status = 'waiting' and (priority < $3 or (priority = $3 and seq < $4))",
+            args![org, session, priority, seq],
+        )
+        .await?;
+    Ok(ahead + 1)
+}
+
+/// Tells the front of the line its positions after it moved.
+async fn line_moved(tx: &mut Tx, org: &str, session: &str, now: Millis) -> Result<()> {
+    let front: Vec<Line> = tx
+        .fetch_all(
+            "select id, user_id from waitlist_entries where org_id = $1 \
+             and session_id = $2 and status = 'waiting' order by priority, seq limit $3",
+            args![org, session, POSITION_NOTICES],
+        )
+        .await?;
+    for (i, entry) in (1i64..).zip(&front) {
+        let ev = update(session, WaitlistStatus::Waiting, Some(i));
+        push(tx, org, &format!("user:{}", entry.user_id), &ev, now).await?;
+    }
+    Ok(())
+}
+
+/// Offers up to `n` free seats to the front of the line, in `tx`.
+pub(crate) async fn offer_seats(
+    tx: &mut Tx,
+    org: &str,
+    session: &str,
+    n: i64,
+    now: Millis,
+    ttl: Millis,
+) -> Result<Vec<Offer>> {
+    let line: Vec<Line> = tx
+        .fetch_all(
+            "select id, user_id from waitlist_entries where org_id = $1 \
+             and session_id = $2 and status = 'waiting' order by priority, seq limit $3",
+            args![org, session, n],
+        )
+        .await?;
+    let mut offers = Vec::with_capacity(line.len());
+    for entry in line {
+        let held = tx
+            .execute(
+                "update sessions set held = held + 1 where org_id = $1 and id = $2 \
+                 and issued + held < capacity",
+                args![org, session],
+            )
+            .await?;
+        if held == 0 {
+            break;
+        }
+        let offer: Offer = tx
+            .fetch_one(
+                "insert into waitlist_offers (id, org_id, session_id, entry_id, user_id, status, \
+                 expires_at, created_at) values ($1, $2, $3, $4, $5, 'open', $6, $7) \
+                 returning id, session_id, user_id, status, expires_at, created_at, \
+                 answered_at, ticket_id",
+                args![
+                    super::new_id(),
+                    org,
+                    session,
+                    &entry.id,
+                    &entry.user_id,
+                    now.saturating_add(ttl),
+                    now
+                ],
+            )
+            .await?;
+        tx.execute(
+            "update waitlist_entries set status = 'offered', updated_at = $3 \
+             where org_id = $1 and id = $2",
+            args![org, &entry.id, now],
+        )
+        .await?;
+        let ev = Event::WaitlistOffer(WaitlistOffer {
+            outbox_id: None,
+            offer: offer.id.clone(),
+            session: session.to_owned(),
+            expires_at: offer.expires_at,
+        });
+        push(tx, org, &format!("user:{}", entry.user_id), &ev, now).await?;
+        offers.push(offer);
+    }
+    if !offers.is_empty() {
+        line_moved(tx, org, session, now).await?;
+    }
+    Ok(offers)
+}
+
+/// Ends an open offer without a ticket (declined or expired): frees its seat, ends the
+/// entry, tells the user, and offers the seat to the next person.
+pub(crate) async fn end_offer(
+    tx: &mut Tx,
+    org: &str,
+    offer: &Offer,
+    status: OfferStatus,
+    now: Millis,
+    ttl: Millis,
+) -> Result<()> {
+    let (entry_status, wire) = match status {
+        OfferStatus::Declined => (EntryStatus::Declined, WaitlistStatus::Declined),
+        _ => (EntryStatus::Expired, WaitlistStatus::Expired),
+    };
+    let ended = tx
+        .execute(
+            "update waitlist_offers set status = $3, answered_at = $4 \
+             where org_id = $1 and id = $2 and status = 'open'",
+            args![org, &offer.id, status.as_str(), now],
+        )
+        .await?;
+    if ended == 0 {
+        return Err(Conflict::OfferAnswered.into());
+    }
+    tx.execute(
+        "update waitlist_entries set status = $3, updated_at = $4 where org_id = $1 \
+         and id = (select entry_id from waitlist_offers where org_id = $1 and id = $2)",
+        args![org, &offer.id, entry_status.as_str(), now],
+    )
+    .await?;
+    tx.execute(
+        "update sessions set held = held - 1 where org_id = $1 and id = $2",
+        args![org, &offer.session_id],
+    )
+    .await?;
+    let ev = update(&offer.session_id, wire, None);
+    push(tx, org, &format!("user:{}", offer.user_id), &ev, now).await?;
+    offer_seats(tx, org, &offer.session_id, 1, now, ttl).await?;
+    Ok(())
+}
+
+async fn load_offer(tx: &mut Tx, org: &str, id: &str, user: &str) -> Result<Offer> {
+    let offer: Offer = tx
+        .fetch_optional(OFFER_SELECT, args![org, id])
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    if offer.user_id != user {
+        return Err(StoreError::NotFound);
+    }
+    Ok(offer)
+}
+
+async fn load_ticket(tx: &mut Tx, org: &str, id: &str) -> Result<Ticket> {
+    tx.fetch_optional(super::tickets::TICKET_SELECT, args![org, id])
+        .await?
+        .ok_or(StoreError::NotFound)
+}
+
+#[async_trait]
+impl WaitlistStore for SqlStore {
+    #[instrument(skip_all)]
+    async fn join_waitlist(
+        &self,
+        org: &str,
+        req: &JoinWaitlist<'_>,
+    ) -> Result<Created<WaitlistEntry>> {
+        let now = self.now();
+        let mut tx = self.write(org).await?;
+        load_session(&mut tx, org, req.session).await?;
+        let key = req.idempotency_key.map(|key| KeyUse {
+            org,
+            user: req.user,
+            scope: "join_waitlist",
+            key,
+            request: req.session.to_owned(),
+        });
+        if let Some(k) = &key
+            && let Some(id) = idempotency::claim(&mut tx, k, now).await?
+        {
+            let entry = entry_with_position(&mut tx, org, &id).await?;
+            return Ok(Created {
+                value: entry,
+                created: false,
+            });
+        }
+        if super::tickets::holds_ticket(&mut tx, org, req.session, req.user).await? {
+            return Err(Conflict::Duplicate("a ticket for this session").into());
+        }
+        let (seq,): (i64,) = tx
+            .fetch_one(
+                "update sessions set waitlist_seq = waitlist_seq + 1 \
+                 where org_id = $1 and id = $2 returning waitlist_seq",
+                args![org, req.session],
+            )
+            .await?;
+        let id = super::new_id();
+        tx.execute(
+            "insert into waitlist_entries (id, org_id, session_id, user_id, tier, priority, seq, \
+             status, created_at, updated_at) values ($1, $2, $3, $4, $5, $6, $7, 'waiting', $8, $8)",
+            args![
+                &id,
+                org,
+                req.session,
+                req.user,
+                req.tier.as_str(),
+                priority(req.tier),
+                seq,
+                now
+            ],
+        )
+        .await
+        .map_err(|e| StoreError::unique(e, "a waitlist entry for this session"))?;
+        if let Some(k) = &key {
+            idempotency::record(&mut tx, k, &id).await?;
+        }
+        let entry = entry_with_position(&mut tx, org, &id).await?;
+        let ev = update(req.session, WaitlistStatus::Waiting, entry.position);
+        push(&mut tx, org, &format!("user:{}", req.user), &ev, now).await?;
+        self.commit(tx, true).await?;
+        Ok(Created {
+            value: entry,
+            created: true,
+        })
+    }
+
+    #[instrument(skip_all)]
+    async fn leave_waitlist(&self, org: &str, session: &str, user: &str) -> Result<()> {
+        let now = self.now();
+        let mut tx = self.write(org).await?;
+        let open: Option<(String, String)> = tx
+            .fetch_optional(
+                "select id, status from waitlist_entries where org_id = $1 and session_id = $2 \
+                 and user_id = $3 and status in ('waiting', 'offered')",
+                args![org, session, user],
+            )
+            .await?;
+        let (entry, status) = open.ok_or(StoreError::NotFound)?;
+        if status == EntryStatus::Offered.as_str() {
+            // Leaving with an offer in hand declines it: the seat goes to the next person.
+            let offer: Offer = tx
+                .fetch_one(
+                    "select id, session_id, user_id, status, expires_at, created_at, \
+                     answered_at, ticket_id from waitlist_offers where org_id = $1 \
+                     and entry_id = $2 and status = 'open'",
+                    args![org, &entry],
+                )
+                .await?;
+            end_offer(
+                &mut tx,
+                org,
+                &offer,
+                OfferStatus::Declined,
+                now,
+                self.offer_ttl_ms,
+            )
+            .await?;
+        } else {
+            tx.execute(
+                "update waitlist_entries set status = 'left', updated_at = $3 \
+                 where org_id = $1 and id = $2",
+                args![org, &entry, now],
+            )
+            .await?;
+            let ev = update(session, WaitlistStatus::Left, None);
+            push(&mut tx, org, &format!("user:{user}"), &ev, now).await?;
+            line_moved(&mut tx, org, session, now).await?;
+        }
+        self.commit(tx, true).await
+    }
+
+    #[instrument(skip_all)]
+    async fn waitlist_entry(&self, org: &str, session: &str, user: &str) -> Result<WaitlistEntry> {
+        let mut tx = self.read(org).await?;
+        let (id,): (String,) = tx
+            .fetch_optional(
+                "select id from waitlist_entries where org_id = $1 and session_id = $2 \
+                 and user_id = $3 order by seq desc limit 1",
+                args![org, session, user],
+            )
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        entry_with_position(&mut tx, org, &id).await
+    }
+
+    #[instrument(skip_all)]
+    async fn offer_next(&self, org: &str, session: &str, n: i64) -> Result<Vec<Offer>> {
+        let now = self.now();
+        let mut tx = self.write(org).await?;
+        let s = load_session(&mut tx, org, session).await?;
+        if s.available <= 0 {
+            return Err(Conflict::SoldOut.into());
+        }
+        let offers = offer_seats(
+            &mut tx,
+            org,
+            session,
+            n.min(MAX_OFFERS_PER_CALL),
+            now,
+            self.offer_ttl_ms,
+        )
+        .await?;
+        self.commit(tx, !offers.is_empty()).await?;
+        Ok(offers)
+    }
+
+    #[instrument(skip_all)]
+    async fn get_offer(&self, org: &str, offer: &str, user: &str) -> Result<Offer> {
+        let mut tx = self.read(org).await?;
+        load_offer(&mut tx, org, offer, user).await
+    }
+
+    #[instrument(skip_all)]
+    async fn list_offers(&self, org: &str, user: &str) -> Result<Vec<Offer>> {
+        let mut tx = self.read(org).await?;
+        Ok(tx
+            .fetch_all(
+                "select id, session_id, user_id, status, expires_at, created_at, answered_at, \
+                 ticket_id from waitlist_offers where org_id = $1 and user_id = $2 \
+                 and status = 'open' order by created_at, id limit $3",
+                args![org, user, MAX_OFFERS_PER_CALL],
+            )
+            .await?)
+    }
+
+    #[instrument(skip_all)]
+    async fn accept_offer(
+        &self,
+        org: &str,
+        offer_id: &str,
+        user: &str,
+        idempotency_key: Option<&str>,
+    ) -> Result<Created<Ticket>> {
+        let now = self.now();
+        let mut tx = self.write(org).await?;
+        let offer = load_offer(&mut tx, org, offer_id, user).await?;
+        let key = idempotency_key.map(|key| KeyUse {
+            org,
+            user,
+            scope: "accept_offer",
+            key,
+            request: offer_id.to_owned(),
+        });
+        if let Some(k) = &key
+            && let Some(id) = idempotency::claim(&mut tx, k, now).await?
+        {
+            let ticket = load_ticket(&mut tx, org, &id).await?;
+            return Ok(Created {
+                value: ticket,
+                created: false,
+            });
+        }
+        match offer.status {
+            OfferStatus::Open => {}
+            OfferStatus::Expired => return Err(Conflict::OfferExpired.into()),
+            _ => return Err(Conflict::OfferAnswered.into()),
+        }
+        if offer.expires_at <= now {
+            // Too late: settle the lapse now (the seat goes to the next person), then refuse.
+            drop(tx);
+            self.expire_offer(org, offer_id, now).await?;
+            return Err(Conflict::OfferExpired.into());
+        }
+        let (tier, event_id): (String, String) = tx
+            .fetch_one(
+                "select e.tier, s.event_id from waitlist_offers o \
+                 join waitlist_entries e on e.org_id = o.org_id and e.id = o.entry_id \
+                 join sessions s on s.org_id = o.org_id and s.id = o.session_id \
+                 where o.org_id = $1 and o.id = $2",
+                args![org, offer_id],
+            )
+            .await?;
+        tx.execute(
+            "update sessions set held = held - 1, issued = issued + 1 \
+             where org_id = $1 and id = $2",
+            args![org, &offer.session_id],
+        )
+        .await?;
+        let ticket_id = super::new_id();
+        tx.execute(
+            "insert into tickets (id, org_id, session_id, event_id, user_id, tier, status, \
+             offer_id, created_at) values ($1, $2, $3, $4, $5, $6, 'active', $7, $8)",
+            args![
+                &ticket_id,
+                org,
+                &offer.session_id,
+                &event_id,
+                user,
+                &tier,
+                offer_id,
+                now
+            ],
+        )
+        .await
+        .map_err(|e| StoreError::unique(e, "a ticket for this session"))?;
+        tx.execute(
+            "update waitlist_offers set status = 'accepted', answered_at = $3, ticket_id = $4 \
+             where org_id = $1 and id = $2",
+            args![org, offer_id, now, &ticket_id],
+        )
+        .await?;
+        tx.execute(
+            "update waitlist_entries set status = 'accepted', updated_at = $3 where org_id = $1 \
+             and id = (select entry_id from waitlist_offers where org_id = $1 and id = $2)",
+            args![org, offer_id, now],
+        )
+        .await?;
+        if let Some(k) = &key {
+            idempotency::record(&mut tx, k, &ticket_id).await?;
+        }
+        let ev = update(&offer.session_id, WaitlistStatus::Accepted, None);
+        push(&mut tx, org, &format!("user:{user}"), &ev, now).await?;
+        let ticket = load_ticket(&mut tx, org, &ticket_id).await?;
+        self.commit(tx, true).await?;
+        Ok(Created {
+            value: ticket,
+            created: true,
+        })
+    }
+
+    #[instrument(skip_all)]
+    async fn decline_offer(&self, org: &str, offer_id: &str, user: &str) -> Result<Offer> {
+        let now = self.now();
+        let mut tx = self.write(org).await?;
+        let offer = load_offer(&mut tx, org, offer_id, user).await?;
+        match offer.status {
+            OfferStatus::Open if offer.expires_at > now => {
+                end_offer(
+                    &mut tx,
+                    org,
+                    &offer,
+                    OfferStatus::Declined,
+                    now,
+                    self.offer_ttl_ms,
+                )
+                .await?;
+            }
+            OfferStatus::Open => {
+                drop(tx);
+                self.expire_offer(org, offer_id, now).await?;
+                return Err(Conflict::OfferExpired.into());
+            }
+            OfferStatus::Expired => return Err(Conflict::OfferExpired.into()),
+            _ => return Err(Conflict::OfferAnswered.into()),
+        }
+        let offer = load_offer(&mut tx, org, offer_id, user).await?;
+        self.commit(tx, true).await?;
+        Ok(offer)
+    }
+}
+
+impl SqlStore {
+    /// Expires an open offer that is due, in a transaction of its own. False when it was
+    /// answered or swept meanwhile.
+    pub(crate) async fn expire_offer(&self, org: &str, id: &str, now: Millis) -> Result<bool> {
+        let mut tx = self.write(org).await?;
+        let offer: Option<Offer> = tx.fetch_optional(OFFER_SELECT, args![org, id]).await?;
+        let Some(offer) = offer else { return Ok(false) };
+        if offer.status != OfferStatus::Open || offer.expires_at > now {
+            return Ok(false);
+        }
+        end_offer(
+            &mut tx,
+            org,
+            &offer,
+            OfferStatus::Expired,
+            now,
+            self.offer_ttl_ms,
+        )
+        .await?;
+        self.commit(tx, true).await?;
+        Ok(true)
+    }
+}
+
+async fn entry_with_position(tx: &mut Tx, org: &str, id: &str) -> Result<WaitlistEntry> {
+    #[derive(sqlx::FromRow)]
+    struct Place {
+        session_id: String,
+        priority: i64,
+        seq: i64,
+        status: String,
+    }
+    let place: Place = tx
+        .fetch_optional(
+            "select session_id, priority, seq, status from waitlist_entries \
+             where org_id = $1 and id = $2",
+            args![org, id],
+        )
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    let mut entry: WaitlistEntry = tx
+        .fetch_one(
+            "select id, session_id, user_id, tier, status, cast(null as bigint) as position, \
+             created_at from waitlist_entries where org_id = $1 and id = $2",
+            args![org, id],
+        )
+        .await?;
+    if place.status == EntryStatus::Waiting.as_str() {
+        entry.position =
+            Some(position(tx, org, &place.session_id, place.priority, place.seq).await?);
+    }
+    Ok(entry)
+}

@@ -1,0 +1,399 @@
+//! What the engine writes and reads: polls and votes, questions, the chat archive, the outbox.
+
+use crate::common::TestApp;
+use crate::conformance;
+use axum::http::{Method, StatusCode};
+use evd_api::store::PollStore;
+use evd_api::store::{
+    ChatStore, NewChatMessage, NewQuestion, OutboxStore, QuestionStore, Sweeper, Upvote,
+    UpvoteOutcome, Vote, VoteOutcome,
+};
+use evd_protocol::Event;
+use evd_protocol::auth::Role;
+use serde_json::json;
+use std::time::Duration;
+
+conformance!(
+    polls_open_take_votes_close_and_reach_the_outbox,
+    polls_close_by_themselves_when_due,
+    questions_are_listed_upvoted_and_hidden,
+    the_chat_archive_pages_back_in_time,
+    the_outbox_is_claimed_in_order_and_marked_sent,
+);
+
+async fn polls_open_take_votes_close_and_reach_the_outbox(app: TestApp) {
+    let (owner, _, session) = app.seed("acme", "alice", 10).await;
+    let (status, poll) = app
+        .post(
+            &format!("/sessions/{session}/polls"),
+            &owner,
+            json!({"question": "Tabs or spaces?", "options": ["tabs", "spaces"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{poll}");
+    let poll_id = poll["id"].as_str().unwrap().to_owned();
+    let (tabs, spaces) = (
+        poll["options"][0]["id"].as_str().unwrap().to_owned(),
+        poll["options"][1]["id"].as_str().unwrap().to_owned(),
+    );
+    for bad in [
+        json!({"question": "?", "options": ["one"]}),
+        json!({"question": "", "options": ["a", ""]}),
+    ] {
+        let (status, _) = app
+            .post(&format!("/sessions/{session}/polls"), &owner, bad)
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    let attendee = app.token("bob", "acme", Role::Attendee);
+    let (status, _) = app
+        .post(
+            &format!("/sessions/{session}/polls"),
+            &attendee,
+            json!({"question": "?", "options": ["a", "b"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (_, list) = app
+        .get(&format!("/sessions/{session}/polls"), &attendee)
+        .await;
+    assert_eq!(list[0]["question"], "Tabs or spaces?");
+
+    let vote = |org: &str, user: &str, option: &str| Vote {
+        org: org.into(),
+        poll: poll_id.clone(),
+        user: user.into(),
+        option: option.into(),
+    };
+    let outcomes = app
+        .store
+        .record_votes(&[
+            vote("acme", "u1", &tabs),
+            vote("acme", "u2", &spaces),
+            vote("acme", "u3", &spaces),
+            vote("acme", "u1", &spaces),
+            vote("acme", "u4", "no-such-option"),
+            vote("other-org", "u5", &tabs),
+        ])
+        .await
+        .unwrap();
+    let recorded = VoteOutcome::Recorded {
+        session: session.clone(),
+    };
+    assert_eq!(
+        outcomes,
+        [
+            recorded.clone(),
+            recorded.clone(),
+            recorded,
+            VoteOutcome::Duplicate,
+            VoteOutcome::NotFound,
+            VoteOutcome::NotFound
+        ]
+    );
+    let (_, results) = app
+        .get(&format!("/polls/{poll_id}/results"), &attendee)
+        .await;
+    assert_eq!(
+        (
+            results["total"].as_i64(),
+            results["options"][1]["votes"].as_i64()
+        ),
+        (Some(3), Some(2))
+    );
+
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &format!("/polls/{poll_id}/close"),
+            &attendee,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, closed) = app
+        .call(
+            Method::POST,
+            &format!("/polls/{poll_id}/close"),
+            &owner,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, closed["status"].as_str()),
+        (StatusCode::OK, Some("closed"))
+    );
+    let (status, body) = app
+        .call(
+            Method::POST,
+            &format!("/polls/{poll_id}/close"),
+            &owner,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("poll_closed"))
+    );
+    assert_eq!(
+        app.store
+            .record_votes(&[vote("acme", "u9", &tabs)])
+            .await
+            .unwrap(),
+        [VoteOutcome::Closed]
+    );
+
+    let rows = app.store.list_outbox(0, 100).await.unwrap();
+    let events: Vec<Event> = rows
+        .iter()
+        .filter(|r| r.kind.starts_with("POLL_"))
+        .map(|r| r.event().unwrap())
+        .collect();
+    match &events[..] {
+        [Event::PollCreated(created), Event::PollClosed(closed)] => {
+            assert_eq!(created.room, format!("session:{session}"));
+            assert_eq!(created.poll.options.len(), 2);
+            assert_eq!(closed.total, 3);
+            assert_eq!(closed.counts[&spaces], 2);
+            assert_eq!(closed.counts[&tabs], 1);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn polls_close_by_themselves_when_due(app: TestApp) {
+    let (owner, _, session) = app.seed("acme", "alice", 10).await;
+    let (status, poll) = app
+        .post(
+            &format!("/sessions/{session}/polls"),
+            &owner,
+            json!({"question": "?", "options": ["a", "b"], "closes_at": "2026-11-24T00:05:00Z"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{poll}");
+    let (status, _) = app
+        .post(
+            &format!("/sessions/{session}/polls"),
+            &owner,
+            json!({"question": "?", "options": ["a", "b"], "closes_at": "2020-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let id = poll["id"].as_str().unwrap();
+    assert_eq!(app.store.sweep(10).await.unwrap().polls_closed, 0);
+    app.clock.advance(5 * 60 * 1000);
+    let option = poll["options"][0]["id"].as_str().unwrap();
+    let late = Vote {
+        org: "acme".into(),
+        poll: id.into(),
+        user: "u".into(),
+        option: option.into(),
+    };
+    assert_eq!(
+        app.store.record_votes(&[late]).await.unwrap(),
+        [VoteOutcome::Closed]
+    );
+    assert_eq!(app.store.sweep(10).await.unwrap().polls_closed, 1);
+    let (_, poll) = app.get(&format!("/polls/{id}"), &owner).await;
+    assert_eq!(poll["status"], "closed");
+}
+
+async fn questions_are_listed_upvoted_and_hidden(app: TestApp) {
+    let (owner, _, session) = app.seed("acme", "alice", 10).await;
+    let ask = |user: &str, text: &str| NewQuestion {
+        org: "acme".into(),
+        session: session.clone(),
+        user: user.into(),
+        text: text.into(),
+    };
+    let asked = app
+        .store
+        .create_questions(&[
+            ask("u1", "first?"),
+            ask("u2", "second?"),
+            NewQuestion {
+                session: "nope".into(),
+                ..ask("u3", "lost")
+            },
+        ])
+        .await
+        .unwrap();
+    assert!(asked[2].is_none());
+    let (q1, q2) = (asked[0].clone().unwrap().id, asked[1].clone().unwrap().id);
+    let up = |user: &str, q: &str| Upvote {
+        org: "acme".into(),
+        question: q.into(),
+        user: user.into(),
+    };
+    let outcomes = app
+        .store
+        .upvote_questions(&[up("a", &q2), up("b", &q2), up("a", &q2), up("a", "missing")])
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes[1],
+        UpvoteOutcome::Recorded {
+            session: session.clone(),
+            votes: 2
+        }
+    );
+    assert_eq!(
+        &outcomes[2..],
+        [UpvoteOutcome::Duplicate, UpvoteOutcome::NotFound]
+    );
+
+    let attendee = app.token("bob", "acme", Role::Attendee);
+    let (_, list) = app
+        .get(&format!("/sessions/{session}/questions"), &attendee)
+        .await;
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [q2.as_str(), q1.as_str()]);
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &format!("/questions/{q2}/hide"),
+            &attendee,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, hidden) = app
+        .call(Method::POST, &format!("/questions/{q2}/hide"), &owner, None)
+        .await;
+    assert_eq!(
+        (status, hidden["hidden"].as_bool()),
+        (StatusCode::OK, Some(true))
+    );
+    let (_, list) = app
+        .get(&format!("/sessions/{session}/questions"), &attendee)
+        .await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let (_, list) = app
+        .get(&format!("/sessions/{session}/questions?limit=1"), &owner)
+        .await;
+    assert_eq!(list[0]["id"], q2.as_str());
+    let rows = app.store.list_outbox(0, 100).await.unwrap();
+    let row = rows.iter().find(|r| r.kind == "QUESTION_UPDATED").unwrap();
+    match row.event().unwrap() {
+        Event::QuestionUpdated(u) => {
+            assert_eq!((u.question, u.votes, u.hidden), (q2, 2, Some(true)));
+            assert_eq!(u.room, format!("session:{session}"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn the_chat_archive_pages_back_in_time(app: TestApp) {
+    let (owner, event, session) = app.seed("acme", "alice", 10).await;
+    let room = format!("session:{session}");
+    let batch: Vec<NewChatMessage> = (1..=5)
+        .map(|i| NewChatMessage {
+            org: "acme".into(),
+            room: room.clone(),
+            id: format!("m{i}"),
+            user: "u1".into(),
+            text: format!("hello {i}"),
+            offset: i,
+            ts: crate::common::START_MS + i,
+        })
+        .collect();
+    app.store.append_chat_messages(&batch).await.unwrap();
+    app.store.append_chat_messages(&batch[4..]).await.unwrap();
+    let mut texts = vec![];
+    let mut before: Option<String> = None;
+    loop {
+        let path = match &before {
+            Some(c) => format!("/rooms/{room}/messages?limit=2&before={c}"),
+            None => format!("/rooms/{room}/messages?limit=2"),
+        };
+        let (status, page) = app.get(&path, &owner).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        texts.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["text"].as_str().unwrap().to_owned()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => before = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(
+        texts,
+        ["hello 5", "hello 4", "hello 3", "hello 2", "hello 1"]
+    );
+    // Attendees read rooms they may join: a ticket, or a `rooms` grant.
+    let bob = app.token("bob", "acme", Role::Attendee);
+    let (status, _) = app.get(&format!("/rooms/{room}/messages"), &bob).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    app.post(&format!("/sessions/{session}/tickets"), &bob, json!({}))
+        .await;
+    let (status, _) = app.get(&format!("/rooms/{room}/messages"), &bob).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app
+        .get(&format!("/rooms/event:{event}/messages"), &bob)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app.get("/rooms/user:bob/messages", &bob).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app.get("/rooms/user:carol/messages", &bob).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = app.get("/rooms/lobby/messages", &bob).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    // Another org's archive of the same room name is another archive.
+    let other = app.token("eve", "evil", Role::Owner);
+    let (_, page) = app.get(&format!("/rooms/{room}/messages"), &other).await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 0);
+}
+
+async fn the_outbox_is_claimed_in_order_and_marked_sent(app: TestApp) {
+    let (owner, _, session) = app.seed("acme", "alice", 10).await;
+    for i in 0..3 {
+        app.post(
+            &format!("/sessions/{session}/polls"),
+            &owner,
+            json!({"question": format!("q{i}"), "options": ["a", "b"]}),
+        )
+        .await;
+    }
+    let lease = Duration::from_secs(30);
+    let first = app.store.claim_outbox(2, lease).await.unwrap();
+    let second = app.store.claim_outbox(10, lease).await.unwrap();
+    assert_eq!(first.len(), 2);
+    assert!(first.windows(2).all(|w| w[0].id < w[1].id));
+    assert!(
+        second.iter().all(|r| r.id > first[1].id),
+        "claimed rows are not handed out twice"
+    );
+    let all: Vec<i64> = first.iter().chain(&second).map(|r| r.id).collect();
+    assert!(app.store.claim_outbox(10, lease).await.unwrap().is_empty());
+    // An unmarked row comes back after its lease.
+    app.store
+        .mark_outbox_sent(&all[..all.len() - 1])
+        .await
+        .unwrap();
+    app.clock.advance(30_001);
+    let again = app.store.claim_outbox(10, lease).await.unwrap();
+    assert_eq!(
+        again.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [all[all.len() - 1]]
+    );
+    assert_eq!(again[0].org_id, "acme");
+    // Sent rows are pruned once old enough; unsent ones never are.
+    let now = app.clock.now();
+    assert_eq!(app.store.prune_outbox(now - 60_000, 100).await.unwrap(), 0);
+    let pruned = app.store.prune_outbox(now + 1, 100).await.unwrap();
+    assert_eq!(pruned as usize, all.len() - 1);
+    let left = app.store.list_outbox(0, 100).await.unwrap();
+    assert_eq!(
+        left.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [all[all.len() - 1]]
+    );
+}

@@ -1,0 +1,3 @@
+-- SQLite has no row-level security; pruning needs no schema change. This file keeps the
+-- migration histories of both backends in step.
+select 1;
