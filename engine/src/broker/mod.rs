@@ -1,0 +1,98 @@
+//! The [`Broker`]: room fanout between nodes, and each room's recent history.
+//!
+//! Shaped after Centrifuge's split. `publish` puts a chat message in the room's history and
+//! returns its position; `broadcast` sends an ephemeral envelope (presence, poll results) with
+//! no history; `history` reads the window; `subscribe`/`unsubscribe` say which rooms this node
+//! has members in. Envelopes come back through the node's [`BrokerHandler`] in publish order
+//! per room.
+//!
+//! Implementations: [`memory::MemoryBroker`] (single node, the default). A Redis Cluster broker
+//! implements the same trait.
+
+pub mod memory;
+
+use crate::room_key::RoomKey;
+use async_trait::async_trait;
+use evd_protocol::bus::{Body, Envelope};
+use evd_protocol::event::ChatMessage;
+use evd_protocol::op::StreamPosition;
+
+/// Receives every envelope for rooms this node subscribed to, in order per room.
+///
+/// Called from the broker's delivery path: it must not block or await. The hub implements it.
+pub trait BrokerHandler: Send + Sync + 'static {
+    /// One envelope for `room`.
+    fn handle(&self, room: &RoomKey, envelope: &Envelope);
+}
+
+/// A chat message before the broker gives it an offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    /// Server-generated id.
+    pub id: String,
+    /// Author.
+    pub user: String,
+    /// Text.
+    pub text: String,
+    /// Accepted at, unix ms.
+    pub ts: i64,
+    /// The client's idempotency key, unique per room and user.
+    pub client_id: Option<String>,
+}
+
+/// Where a publish landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// The room's epoch.
+    pub epoch: String,
+    /// The message's offset (the original one for a duplicate).
+    pub offset: u64,
+    /// True when `client_id` was seen before: nothing was stored or broadcast.
+    pub duplicate: bool,
+}
+
+/// What to read from a room's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HistoryRequest {
+    /// The latest `n` messages (0 for just the position).
+    Latest(usize),
+    /// Everything after this position, if the window still holds all of it.
+    Since(StreamPosition),
+}
+
+/// A history read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct History {
+    /// The room's current epoch.
+    pub epoch: String,
+    /// The room's latest offset.
+    pub offset: u64,
+    /// Messages, oldest first.
+    pub messages: Vec<ChatMessage>,
+    /// For [`HistoryRequest::Since`]: the epoch matched and `messages` is every message after
+    /// the position. Always true for [`HistoryRequest::Latest`].
+    pub complete: bool,
+}
+
+/// A broker operation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BrokerError {
+    /// The backend cannot be reached or refused the operation.
+    #[error("broker unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Room fanout and history. See the module docs.
+#[async_trait]
+pub trait Broker: Send + Sync + 'static {
+    /// Appends a chat message to the room's history and delivers it to every subscribed node.
+    async fn publish(&self, room: &RoomKey, msg: NewMessage) -> Result<Published, BrokerError>;
+    /// Delivers an ephemeral envelope body (no history, no offset) to every subscribed node.
+    async fn broadcast(&self, room: &RoomKey, body: Body) -> Result<(), BrokerError>;
+    /// Reads the room's history window.
+    async fn history(&self, room: &RoomKey, req: HistoryRequest) -> Result<History, BrokerError>;
+    /// This node has its first member in `room`.
+    async fn subscribe(&self, room: &RoomKey) -> Result<(), BrokerError>;
+    /// This node's last member left `room`.
+    async fn unsubscribe(&self, room: &RoomKey) -> Result<(), BrokerError>;
+}

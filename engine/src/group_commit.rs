@@ -1,0 +1,179 @@
+//! [`GroupCommit`]: many callers' writes committed together in one transaction.
+//!
+//! Each caller submits one item and waits for its own outcome. One task takes whatever has
+//! queued up (up to a batch limit), commits it with a single call, and answers every caller.
+//! While a batch commits, the next one gathers, so under load batches grow by themselves and
+//! with no load a lone write is committed at once: no timer adds latency.
+
+use crate::shutdown::Shutdown;
+use std::future::Future;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// Why a write got no outcome.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// The queue stayed full for the whole wait.
+    #[error("the writer is busy; retry")]
+    Busy,
+    /// The writer stopped (shutdown) before answering.
+    #[error("the writer stopped")]
+    Stopped,
+}
+
+type Job<T, R> = (T, oneshot::Sender<R>);
+
+/// A handle to submit writes; cheap to clone.
+#[derive(Debug)]
+pub struct GroupCommit<T, R> {
+    tx: mpsc::Sender<Job<T, R>>,
+    wait: Duration,
+}
+
+impl<T, R> Clone for GroupCommit<T, R> {
+    fn clone(&self) -> Self {
+        GroupCommit {
+            tx: self.tx.clone(),
+            wait: self.wait,
+        }
+    }
+}
+
+impl<T: Send + 'static, R: Send + 'static> GroupCommit<T, R> {
+    /// Starts the committing task. `commit` gets a batch and returns one outcome per item, in
+    /// order. At most `queue` writes wait; a caller waits up to `wait` for room in the queue.
+    pub fn spawn<F, Fut>(
+        shutdown: &Shutdown,
+        queue: usize,
+        max_batch: usize,
+        wait: Duration,
+        commit: F,
+    ) -> Self
+    where
+        F: Fn(Vec<T>) -> Fut + Send + 'static,
+        Fut: Future<Output = Vec<R>> + Send + 'static,
+    {
+        let (tx, mut rx) = mpsc::channel::<Job<T, R>>(queue.max(1));
+        let stopped = shutdown.stopped();
+        shutdown.spawn(async move {
+            tokio::pin!(stopped);
+            let mut jobs: Vec<Job<T, R>> = Vec::with_capacity(max_batch);
+            let mut stopping = false;
+            loop {
+                let n = tokio::select! {
+                    biased;
+                    n = rx.recv_many(&mut jobs, max_batch.max(1)) => n,
+                    _ = &mut stopped, if !stopping => {
+                        // Refuse new writes, but commit those already queued: their callers are
+                        // waiting for an answer.
+                        stopping = true;
+                        rx.close();
+                        continue;
+                    }
+                };
+                if n == 0 {
+                    break;
+                }
+                let (items, replies): (Vec<T>, Vec<oneshot::Sender<R>>) = jobs.drain(..).unzip();
+                let outcomes = commit(items).await;
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(outcome);
+                }
+            }
+        });
+        GroupCommit { tx, wait }
+    }
+
+    /// Submits one write and waits for its outcome.
+    pub async fn submit(&self, item: T) -> Result<R, SubmitError> {
+        let (reply, outcome) = oneshot::channel();
+        match tokio::time::timeout(self.wait, self.tx.send((item, reply))).await {
+            Err(_) => return Err(SubmitError::Busy),
+            Ok(Err(_)) => return Err(SubmitError::Stopped),
+            Ok(Ok(())) => {}
+        }
+        outcome.await.map_err(|_| SubmitError::Stopped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn concurrent_writes_share_batches_and_get_their_own_outcome() {
+        let shutdown = Shutdown::new();
+        let batches = Arc::new(AtomicUsize::new(0));
+        let b = Arc::clone(&batches);
+        let gc = GroupCommit::spawn(
+            &shutdown,
+            1000,
+            64,
+            Duration::from_secs(5),
+            move |items: Vec<u32>| {
+                let b = Arc::clone(&b);
+                async move {
+                    b.fetch_add(1, Ordering::Relaxed);
+                    tokio::task::yield_now().await;
+                    items.into_iter().map(|i| i * 2).collect()
+                }
+            },
+        );
+        let tasks: Vec<_> = (0..500u32)
+            .map(|i| {
+                let gc = gc.clone();
+                tokio::spawn(async move { (i, gc.submit(i).await.unwrap()) })
+            })
+            .collect();
+        for t in tasks {
+            let (i, out) = t.await.unwrap();
+            assert_eq!(out, i * 2, "each caller gets its own outcome");
+        }
+        let n = batches.load(Ordering::Relaxed);
+        assert!(
+            (500 / 64..500).contains(&n),
+            "writes were batched: {n} batches"
+        );
+        shutdown.stop();
+        assert!(
+            shutdown.wait_tasks(Duration::from_secs(5)).await,
+            "the committer ends"
+        );
+        assert_eq!(gc.submit(1).await, Err(SubmitError::Stopped));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_queue_answers_busy_after_the_wait() {
+        let shutdown = Shutdown::new();
+        let (gate_tx, gate_rx) = tokio::sync::watch::channel(false);
+        let gc = GroupCommit::spawn(
+            &shutdown,
+            1,
+            1,
+            Duration::from_millis(50),
+            move |items: Vec<u32>| {
+                let mut gate = gate_rx.clone();
+                async move {
+                    let _ = gate.wait_for(|open| *open).await;
+                    items
+                }
+            },
+        );
+        let first = tokio::spawn({
+            let gc = gc.clone();
+            async move { gc.submit(1).await }
+        });
+        tokio::task::yield_now().await; // the committer takes item 1 and blocks on the gate
+        let second = tokio::spawn({
+            let gc = gc.clone();
+            async move { gc.submit(2).await }
+        });
+        tokio::task::yield_now().await; // item 2 fills the queue
+        assert_eq!(gc.submit(3).await, Err(SubmitError::Busy));
+        gate_tx.send(true).unwrap();
+        assert_eq!(first.await.unwrap(), Ok(1));
+        assert_eq!(second.await.unwrap(), Ok(2));
+    }
+}

@@ -1,0 +1,338 @@
+//! Live features backed by the store: durable votes, questions, upvotes and the chat archive.
+//!
+//! Every write goes through a [`GroupCommit`], so a burst of 10,000 votes is a few transactions,
+//! and the client's `ACK` is sent after its write committed. After a vote or upvote batch
+//! commits, the node broadcasts the affected polls' and questions' committed counts on the
+//! broker ([`Body::PollTally`], [`Body::QuestionVotes`]); every node merges them by maximum and
+//! sends `POLL_RESULTS` / `QUESTION_UPDATED` once per tick.
+
+use crate::broker::Broker;
+use crate::group_commit::{GroupCommit, SubmitError};
+use crate::room_key::RoomKey;
+use crate::shutdown::Shutdown;
+use evd_api::store::{
+    NewChatMessage, NewQuestion, Store, StoreError, Upvote, UpvoteOutcome, Vote, VoteOutcome,
+};
+use evd_protocol::bus::Body;
+use evd_protocol::event::{Event, Question, QuestionAsked};
+use evd_protocol::{RoomKind, RoomName};
+use moka::future::Cache;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Writes waiting per writer; beyond it callers wait (up to [`SUBMIT_WAIT`]).
+const QUEUE: usize = 10_000;
+/// Most writes per transaction: large enough that a burst is a handful of commits, small
+/// enough that one commit stays short.
+const MAX_BATCH: usize = 512;
+/// How long an op waits for room in a full writer queue before answering "busy".
+const SUBMIT_WAIT: Duration = Duration::from_secs(5);
+/// Poll → session and question → session never change; cache them to authorize votes and
+/// upvotes without a query each.
+const LOOKUP_CACHE: u64 = 100_000;
+const LOOKUP_TTL: Duration = Duration::from_secs(3600);
+
+/// A write failed as a whole.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LiveError {
+    /// The store failed.
+    #[error("the store is unavailable")]
+    Unavailable,
+    /// The writer's queue stayed full.
+    #[error("the server is busy; retry")]
+    Busy,
+}
+
+impl From<SubmitError> for LiveError {
+    fn from(e: SubmitError) -> Self {
+        match e {
+            SubmitError::Busy => LiveError::Busy,
+            SubmitError::Stopped => LiveError::Unavailable,
+        }
+    }
+}
+
+type Outcome<T> = Result<T, LiveError>;
+
+/// The store-backed side of a node.
+pub struct Live {
+    /// The system of record.
+    pub store: Arc<dyn Store>,
+    votes: GroupCommit<Vote, Outcome<VoteOutcome>>,
+    questions: GroupCommit<NewQuestion, Outcome<Option<evd_api::model::Question>>>,
+    upvotes: GroupCommit<Upvote, Outcome<UpvoteOutcome>>,
+    archive: GroupCommit<NewChatMessage, Outcome<()>>,
+    poll_sessions: Cache<(String, String), String>,
+    question_sessions: Cache<(String, String), String>,
+}
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+fn each<T, R: Clone>(items: &[T], r: R) -> Vec<R> {
+    vec![r; items.len()]
+}
+
+fn failed(what: &str, e: &StoreError) -> LiveError {
+    tracing::warn!(error = %e, "{what} batch failed");
+    LiveError::Unavailable
+}
+
+fn session_room(org: &str, session: &str) -> Option<RoomKey> {
+    RoomName::new(RoomKind::Session, session)
+        .ok()
+        .map(|r| RoomKey::new(org, r))
+}
+
+impl Live {
+    /// Starts the writers on `shutdown`.
+    pub fn spawn(store: Arc<dyn Store>, broker: Arc<dyn Broker>, shutdown: &Shutdown) -> Live {
+        let votes = {
+            let (store, broker) = (Arc::clone(&store), Arc::clone(&broker));
+            GroupCommit::spawn(
+                shutdown,
+                QUEUE,
+                MAX_BATCH,
+                SUBMIT_WAIT,
+                move |batch: Vec<Vote>| {
+                    let (store, broker) = (Arc::clone(&store), Arc::clone(&broker));
+                    async move {
+                        let outcomes = match store.record_votes(&batch).await {
+                            Ok(o) => o,
+                            Err(e) => return each(&batch, Err(failed("vote", &e))),
+                        };
+                        let touched: BTreeSet<(&str, &str, &str)> = batch
+                            .iter()
+                            .zip(&outcomes)
+                            .filter_map(|(v, o)| match o {
+                                VoteOutcome::Recorded { session } => {
+                                    Some((v.org.as_str(), v.poll.as_str(), session.as_str()))
+                                }
+                                _ => None,
+                            })
+                            .collect();
+                        for (org, poll, session) in touched {
+                            publish_tally(&*store, &*broker, org, poll, session).await;
+                        }
+                        outcomes.into_iter().map(Ok).collect()
+                    }
+                },
+            )
+        };
+        let questions = {
+            let (store, broker) = (Arc::clone(&store), Arc::clone(&broker));
+            GroupCommit::spawn(
+                shutdown,
+                QUEUE,
+                MAX_BATCH,
+                SUBMIT_WAIT,
+                move |batch: Vec<NewQuestion>| {
+                    let (store, broker) = (Arc::clone(&store), Arc::clone(&broker));
+                    async move {
+                        let created = match store.create_questions(&batch).await {
+                            Ok(c) => c,
+                            Err(e) => return each(&batch, Err(failed("question", &e))),
+                        };
+                        for (q, org) in created.iter().zip(batch.iter().map(|b| &b.org)) {
+                            let Some(q) = q else { continue };
+                            let Some(room) = session_room(org, &q.session_id) else {
+                                continue;
+                            };
+                            let event = Event::QuestionAsked(QuestionAsked {
+                                room: room.room().to_string(),
+                                question: Question {
+                                    id: q.id.clone(),
+                                    user: q.user_id.clone(),
+                                    text: q.text.clone(),
+                                    votes: 0,
+                                },
+                            });
+                            if let Err(e) = broker
+                                .broadcast(
+                                    &room,
+                                    Body::Event {
+                                        event,
+                                        outbox_id: None,
+                                    },
+                                )
+                                .await
+                            {
+                                tracing::warn!(error = %e, "QUESTION_ASKED broadcast failed");
+                            }
+                        }
+                        created.into_iter().map(Ok).collect()
+                    }
+                },
+            )
+        };
+        let upvotes = {
+            let (store, broker) = (Arc::clone(&store), Arc::clone(&broker));
+            GroupCommit::spawn(
+                shutdown,
+                QUEUE,
+                MAX_BATCH,
+                SUBMIT_WAIT,
+                move |batch: Vec<Upvote>| {
+                    let (store, broker) = (Arc::clone(&store), Arc::clone(&broker));
+                    async move {
+                        let outcomes = match store.upvote_questions(&batch).await {
+                            Ok(o) => o,
+                            Err(e) => return each(&batch, Err(failed("upvote", &e))),
+                        };
+                        // The last outcome per question has its highest count.
+                        let mut latest: BTreeMap<(&str, &str), (&str, i64)> = BTreeMap::new();
+                        for (u, o) in batch.iter().zip(&outcomes) {
+                            if let UpvoteOutcome::Recorded { session, votes } = o {
+                                let slot = latest
+                                    .entry((u.org.as_str(), u.question.as_str()))
+                                    .or_insert((session, *votes));
+                                slot.1 = slot.1.max(*votes);
+                            }
+                        }
+                        for ((org, question), (session, votes)) in latest {
+                            let Some(room) = session_room(org, session) else {
+                                continue;
+                            };
+                            let body = Body::QuestionVotes {
+                                question: question.to_owned(),
+                                votes: votes.max(0) as u64,
+                            };
+                            if let Err(e) = broker.broadcast(&room, body).await {
+                                tracing::warn!(error = %e, "question votes broadcast failed");
+                            }
+                        }
+                        outcomes.into_iter().map(Ok).collect()
+                    }
+                },
+            )
+        };
+        let archive = {
+            let store = Arc::clone(&store);
+            GroupCommit::spawn(
+                shutdown,
+                QUEUE,
+                MAX_BATCH,
+                SUBMIT_WAIT,
+                move |batch: Vec<NewChatMessage>| {
+                    let store = Arc::clone(&store);
+                    async move {
+                        match store.append_chat_messages(&batch).await {
+                            Ok(()) => each(&batch, Ok(())),
+                            Err(e) => each(&batch, Err(failed("chat archive", &e))),
+                        }
+                    }
+                },
+            )
+        };
+        let cache = || {
+            Cache::builder()
+                .max_capacity(LOOKUP_CACHE)
+                .time_to_live(LOOKUP_TTL)
+                .build()
+        };
+        Live {
+            store,
+            votes,
+            questions,
+            upvotes,
+            archive,
+            poll_sessions: cache(),
+            question_sessions: cache(),
+        }
+    }
+
+    /// Records a vote; answers after the commit.
+    pub async fn vote(&self, vote: Vote) -> Outcome<VoteOutcome> {
+        self.votes.submit(vote).await?
+    }
+
+    /// Stores a question; `None` if the session does not exist.
+    pub async fn ask(&self, q: NewQuestion) -> Outcome<Option<evd_api::model::Question>> {
+        self.questions.submit(q).await?
+    }
+
+    /// Records an upvote.
+    pub async fn upvote(&self, u: Upvote) -> Outcome<UpvoteOutcome> {
+        self.upvotes.submit(u).await?
+    }
+
+    /// Archives a chat message.
+    pub async fn archive(&self, m: NewChatMessage) -> Outcome<()> {
+        self.archive.submit(m).await?
+    }
+
+    /// The session a poll belongs to; `None` if there is no such poll in the org.
+    pub async fn poll_session(&self, org: &str, poll: &str) -> Outcome<Option<String>> {
+        let key = (org.to_owned(), poll.to_owned());
+        if let Some(s) = self.poll_sessions.get(&key).await {
+            return Ok(Some(s));
+        }
+        match self.store.get_poll(org, poll).await {
+            Ok(p) => {
+                self.poll_sessions.insert(key, p.session_id.clone()).await;
+                Ok(Some(p.session_id))
+            }
+            Err(StoreError::NotFound) => Ok(None),
+            Err(e) => Err(failed("poll lookup", &e)),
+        }
+    }
+
+    /// The session a question belongs to; `None` if there is no such question in the org.
+    pub async fn question_session(&self, org: &str, question: &str) -> Outcome<Option<String>> {
+        let key = (org.to_owned(), question.to_owned());
+        if let Some(s) = self.question_sessions.get(&key).await {
+            return Ok(Some(s));
+        }
+        match self.store.get_question(org, question).await {
+            Ok(q) => {
+                self.question_sessions
+                    .insert(key, q.session_id.clone())
+                    .await;
+                Ok(Some(q.session_id))
+            }
+            Err(StoreError::NotFound) => Ok(None),
+            Err(e) => Err(failed("question lookup", &e)),
+        }
+    }
+}
+
+/// Reads a poll's committed counts and broadcasts them to its session room.
+async fn publish_tally(
+    store: &dyn Store,
+    broker: &dyn Broker,
+    org: &str,
+    poll: &str,
+    session: &str,
+) {
+    let Some(room) = session_room(org, session) else {
+        return;
+    };
+    match store.poll_results(org, poll).await {
+        Ok(results) => {
+            let counts = results
+                .options
+                .into_iter()
+                .map(|o| (o.id, o.votes.max(0) as u64))
+                .collect();
+            if let Err(e) = broker
+                .broadcast(
+                    &room,
+                    Body::PollTally {
+                        poll: poll.to_owned(),
+                        counts,
+                    },
+                )
+                .await
+            {
+                tracing::warn!(error = %e, "poll tally broadcast failed");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, poll, "poll results read failed"),
+    }
+}

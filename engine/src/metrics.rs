@@ -1,0 +1,220 @@
+//! Prometheus metrics, all prefixed `evd_`.
+//!
+//! The recorder is process-global (the `metrics` crate's design), installed once by the first
+//! node; [`Metrics`] holds pre-registered handles so the per-delivery paths do no name lookups.
+
+use metrics::{
+    Counter, Gauge, Histogram, counter, describe_counter, describe_gauge, describe_histogram,
+    gauge, histogram,
+};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+/// Open WebSocket connections.
+pub const CONNECTIONS: &str = "evd_connections";
+/// WebSocket connections accepted (upgraded).
+pub const CONNECTIONS_ACCEPTED: &str = "evd_connections_accepted_total";
+/// WebSocket connections closed, by `reason`.
+pub const CONNECTIONS_CLOSED: &str = "evd_connections_closed_total";
+/// Upgrade requests refused before the upgrade, by `reason`.
+pub const CONNECTIONS_REJECTED: &str = "evd_connections_rejected_total";
+/// Rooms with at least one local member.
+pub const ROOMS: &str = "evd_rooms";
+/// Successful `join_room` ops (and automatic `user:` joins).
+pub const ROOM_JOINS: &str = "evd_room_joins_total";
+/// Client ops received, by `op`.
+pub const OPS: &str = "evd_ops_total";
+/// `ERROR` replies, by `code`.
+pub const OP_ERRORS: &str = "evd_op_errors_total";
+/// Events queued to connections, by `event`.
+pub const EVENTS_OUT: &str = "evd_events_out_total";
+/// Room broadcasts handed to member queues (one per member per event).
+pub const DELIVERIES: &str = "evd_deliveries_total";
+/// Time from the hub receiving a publication to the writer handing it to the socket.
+pub const FANOUT_LATENCY: &str = "evd_fanout_latency_seconds";
+/// Queued events dropped because their connection was closed as a slow consumer.
+pub const QUEUE_DROPS: &str = "evd_queue_dropped_total";
+/// Connections closed with 4008 because their outbound queue went over its limit.
+pub const SLOW_CONSUMER_CLOSES: &str = "evd_slow_consumer_closes_total";
+/// Bytes waiting in all outbound queues.
+pub const QUEUE_BYTES: &str = "evd_queue_bytes";
+/// WebSocket frames written.
+pub const FRAMES_OUT: &str = "evd_frames_out_total";
+/// Payload bytes written.
+pub const BYTES_OUT: &str = "evd_bytes_out_total";
+/// Broker operations that failed, by `op`.
+pub const BROKER_ERRORS: &str = "evd_broker_errors_total";
+
+/// Events whose counters are pre-registered.
+const EVENT_NAMES: [&str; 16] = [
+    "HELLO",
+    "ROOM_JOINED",
+    "ROOM_LEFT",
+    "ACK",
+    "PONG",
+    "MESSAGE_RECEIVED",
+    "PRESENCE_UPDATE",
+    "POLL_RESULTS",
+    "POLL_CREATED",
+    "POLL_CLOSED",
+    "QUESTION_ASKED",
+    "QUESTION_UPDATED",
+    "WAITLIST_OFFER",
+    "WAITLIST_UPDATE",
+    "ERROR",
+    "RECONNECT",
+];
+
+/// Latency buckets (seconds) for every `*_seconds` histogram: fine below the 100 ms target.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the global recorder (once per process) and returns the handle `/metrics` renders.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full("evd_http_request_duration_seconds".into()),
+                    &evd_api::telemetry::HTTP_DURATION_BUCKETS,
+                )
+                .expect("static buckets are valid")
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &LATENCY_BUCKETS)
+                .expect("static buckets are valid")
+                .build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+            }
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    describe_gauge!(CONNECTIONS, "Open WebSocket connections.");
+    describe_counter!(CONNECTIONS_ACCEPTED, "WebSocket connections accepted.");
+    describe_counter!(
+        CONNECTIONS_CLOSED,
+        "WebSocket connections closed, by reason."
+    );
+    describe_counter!(CONNECTIONS_REJECTED, "Upgrade requests refused, by reason.");
+    describe_gauge!(ROOMS, "Rooms with at least one local member.");
+    describe_counter!(ROOM_JOINS, "Room joins.");
+    describe_counter!(OPS, "Client ops received, by op.");
+    describe_counter!(OP_ERRORS, "ERROR replies, by code.");
+    describe_counter!(EVENTS_OUT, "Events queued to connections, by event.");
+    describe_counter!(DELIVERIES, "Room broadcasts queued to members.");
+    describe_histogram!(
+        FANOUT_LATENCY,
+        metrics::Unit::Seconds,
+        "Time from the hub receiving a publication to the writer handing it to the socket."
+    );
+    describe_counter!(
+        QUEUE_DROPS,
+        "Queued events dropped when a slow consumer was closed."
+    );
+    describe_counter!(
+        SLOW_CONSUMER_CLOSES,
+        "Connections closed with 4008 (slow consumer)."
+    );
+    describe_gauge!(QUEUE_BYTES, "Bytes waiting in all outbound queues.");
+    describe_counter!(FRAMES_OUT, "WebSocket frames written.");
+    describe_counter!(BYTES_OUT, "Payload bytes written.");
+    describe_counter!(BROKER_ERRORS, "Broker operations that failed, by op.");
+}
+
+/// Pre-registered handles for the hot paths.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    /// [`CONNECTIONS`].
+    pub connections: Gauge,
+    /// [`CONNECTIONS_ACCEPTED`].
+    pub accepted: Counter,
+    /// [`ROOMS`].
+    pub rooms: Gauge,
+    /// [`ROOM_JOINS`].
+    pub joins: Counter,
+    /// [`DELIVERIES`].
+    pub deliveries: Counter,
+    /// [`FANOUT_LATENCY`].
+    pub fanout_latency: Histogram,
+    /// [`QUEUE_DROPS`].
+    pub queue_drops: Counter,
+    /// [`SLOW_CONSUMER_CLOSES`].
+    pub slow_consumer_closes: Counter,
+    /// [`QUEUE_BYTES`].
+    pub queue_bytes: Gauge,
+    /// [`FRAMES_OUT`].
+    pub frames_out: Counter,
+    /// [`BYTES_OUT`].
+    pub bytes_out: Counter,
+    events_out: HashMap<&'static str, Counter>,
+}
+
+impl Metrics {
+    /// Registers the handles; call after [`install`].
+    pub fn new() -> Metrics {
+        Metrics {
+            connections: gauge!(CONNECTIONS),
+            accepted: counter!(CONNECTIONS_ACCEPTED),
+            rooms: gauge!(ROOMS),
+            joins: counter!(ROOM_JOINS),
+            deliveries: counter!(DELIVERIES),
+            fanout_latency: histogram!(FANOUT_LATENCY),
+            queue_drops: counter!(QUEUE_DROPS),
+            slow_consumer_closes: counter!(SLOW_CONSUMER_CLOSES),
+            queue_bytes: gauge!(QUEUE_BYTES),
+            frames_out: counter!(FRAMES_OUT),
+            bytes_out: counter!(BYTES_OUT),
+            events_out: EVENT_NAMES
+                .iter()
+                .map(|&n| (n, counter!(EVENTS_OUT, "event" => n)))
+                .collect(),
+        }
+    }
+
+    /// Counts `n` events named `event` queued to connections.
+    pub fn event_out(&self, event: &'static str, n: u64) {
+        match self.events_out.get(event) {
+            Some(c) => c.increment(n),
+            None => counter!(EVENTS_OUT, "event" => event).increment(n),
+        }
+    }
+
+    /// Counts a closed connection.
+    pub fn closed(&self, reason: &'static str) {
+        counter!(CONNECTIONS_CLOSED, "reason" => reason).increment(1);
+    }
+
+    /// Counts a refused upgrade.
+    pub fn rejected(&self, reason: &'static str) {
+        counter!(CONNECTIONS_REJECTED, "reason" => reason).increment(1);
+    }
+
+    /// Counts an op.
+    pub fn op(&self, op: &'static str) {
+        counter!(OPS, "op" => op).increment(1);
+    }
+
+    /// Counts an `ERROR` reply.
+    pub fn op_error(&self, code: &'static str) {
+        counter!(OP_ERRORS, "code" => code).increment(1);
+    }
+
+    /// Counts a broker failure.
+    pub fn broker_error(&self, op: &'static str) {
+        counter!(BROKER_ERRORS, "op" => op).increment(1);
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

@@ -1,0 +1,82 @@
+//! `send_message`: publish a chat message to a room one may join, answer `ACK {offset}`.
+//!
+//! Membership is not needed, only the right to join. A resend with a known `client_id` is
+//! answered with the original offset and not broadcast again.
+
+use super::{OpError, OpResult};
+use crate::broker::NewMessage;
+use crate::conn::session::Session;
+use crate::node::{RoomError, unix_ms};
+use crate::room_key::RoomKey;
+use evd_api::store::NewChatMessage;
+use evd_protocol::event::{Ack, Event};
+use evd_protocol::op::SendMessage;
+use evd_protocol::{ErrorCode, Ref};
+
+pub(super) async fn handle(s: &mut Session, r: Option<Ref>, op: SendMessage) -> OpResult {
+    let limits = &s.node.settings.limits;
+    if op.text.len() > limits.max_text_bytes {
+        return Err(OpError::new(
+            ErrorCode::TooLarge,
+            format!(
+                "`text` is {} bytes; the limit is {}",
+                op.text.len(),
+                limits.max_text_bytes
+            ),
+        ));
+    }
+    if op
+        .client_id
+        .as_ref()
+        .is_some_and(|c| c.len() > limits.max_client_id_bytes)
+    {
+        return Err(OpError::new(
+            ErrorCode::TooLarge,
+            format!(
+                "`client_id` is longer than {} bytes",
+                limits.max_client_id_bytes
+            ),
+        ));
+    }
+    s.node.authorizer.can_join(&s.claims, &op.room).await?;
+    let key = RoomKey::new(&s.claims.org, op.room);
+    let msg = NewMessage {
+        id: uuid::Uuid::now_v7().to_string(),
+        user: s.claims.sub.clone(),
+        text: op.text,
+        ts: unix_ms(),
+        client_id: op.client_id,
+    };
+    let archived = s.node.live.as_ref().map(|_| NewChatMessage {
+        org: s.claims.org.clone(),
+        room: key.room().to_string(),
+        id: msg.id.clone(),
+        user: msg.user.clone(),
+        text: msg.text.clone(),
+        offset: 0,
+        ts: msg.ts,
+    });
+    let published = s.node.broker.publish(&key, msg).await.map_err(|e| {
+        s.node.metrics.broker_error("publish");
+        OpError::from(RoomError::from(e))
+    })?;
+    // With a store, the archive write commits before the ACK. A resend (known `client_id`) was
+    // archived the first time.
+    if let (Some(live), Some(mut entry)) = (&s.node.live, archived)
+        && !published.duplicate
+    {
+        entry.offset = i64::try_from(published.offset).unwrap_or(i64::MAX);
+        if let Err(e) = live.archive(entry).await {
+            tracing::warn!(error = %e, "a delivered message was not archived");
+            return Err(OpError::new(
+                ErrorCode::Internal,
+                "the message was delivered but not archived; resend it with the same client_id",
+            ));
+        }
+    }
+    Ok(Some(Event::Ack(Ack {
+        r#ref: r,
+        offset: Some(published.offset),
+        ..Ack::default()
+    })))
+}

@@ -1,0 +1,41 @@
+//! [`Presence`]: who is in a room, per user.
+//!
+//! Several connections of one user are one member: `add` reports a join only for the user's
+//! first connection in the room, `remove` a leave only for the last. The node turns those into
+//! presence diffs on the broker, so every node can coalesce them per tick.
+//!
+//! Implementations: [`memory::MemoryPresence`]; a Redis implementation (per-room hash with a
+//! TTL refreshed by heartbeat) fits the same trait.
+
+pub mod memory;
+
+use crate::conn::ConnId;
+use crate::room_key::RoomKey;
+use async_trait::async_trait;
+use evd_protocol::event::PresenceSnapshot;
+
+/// A presence operation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PresenceError {
+    /// The backend cannot be reached.
+    #[error("presence unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Room membership by user. See the module docs.
+#[async_trait]
+pub trait Presence: Send + Sync + 'static {
+    /// Adds a connection of `user`; true if the user was not present before.
+    async fn add(&self, room: &RoomKey, user: &str, conn: ConnId) -> Result<bool, PresenceError>;
+    /// Removes a connection of `user`; true if it was the user's last one.
+    async fn remove(&self, room: &RoomKey, user: &str, conn: ConnId)
+    -> Result<bool, PresenceError>;
+    /// The member count and up to `limit` members.
+    async fn snapshot(
+        &self,
+        room: &RoomKey,
+        limit: usize,
+    ) -> Result<PresenceSnapshot, PresenceError>;
+    /// The member count.
+    async fn count(&self, room: &RoomKey) -> Result<u64, PresenceError>;
+}

@@ -1,0 +1,74 @@
+//! [`RoomKey`]: a room as the engine knows it, the token's org plus the room name.
+//!
+//! Tenant isolation is structural: every map, queue and broker channel is keyed by `RoomKey`,
+//! never by the bare name, so `session:S1` of org A and of org B never meet.
+
+use evd_protocol::RoomName;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+/// An org-scoped room. Cloning is a reference-count bump.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct RoomKey(Arc<Inner>);
+
+#[derive(PartialEq, Eq, Hash)]
+struct Inner {
+    org: Box<str>,
+    room: RoomName,
+}
+
+impl RoomKey {
+    /// The key for `room` in `org`.
+    pub fn new(org: &str, room: RoomName) -> RoomKey {
+        RoomKey(Arc::new(Inner {
+            org: org.into(),
+            room,
+        }))
+    }
+
+    /// The org.
+    pub fn org(&self) -> &str {
+        &self.0.org
+    }
+
+    /// The room name as clients see it.
+    pub fn room(&self) -> &RoomName {
+        &self.0.room
+    }
+
+    /// A stable hash, used to pick hub and broker shards.
+    pub fn shard_hash(&self) -> u64 {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.hash(&mut h);
+        h.finish()
+    }
+
+    /// The broker channel: org and room inside one Redis hash tag, so a room's channel and keys
+    /// share a cluster slot. Ids cannot contain braces or spaces (see `evd_protocol::room`), so
+    /// the space separates org and room unambiguously.
+    pub fn channel(&self) -> String {
+        format!("evd:{{{} {}}}", self.0.org, self.0.room)
+    }
+}
+
+impl fmt::Debug for RoomKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.0.org, self.0.room)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_name_in_two_orgs_is_two_rooms() {
+        let a = RoomKey::new("orgA", RoomName::parse("session:S1").unwrap());
+        let b = RoomKey::new("orgB", RoomName::parse("session:S1").unwrap());
+        assert_ne!(a, b);
+        assert_ne!(a.channel(), b.channel());
+        assert_eq!(a.channel(), "evd:{orgA session:S1}");
+        assert_eq!(a, a.clone());
+    }
+}

@@ -1,0 +1,350 @@
+//! HTTP surface and the accept loop: `/ws`, `/healthz`, `/readyz`, `/metrics` (and `/echo` in
+//! tests), served on a listener until a shutdown signal, then drained.
+
+use crate::auth::authenticate;
+use crate::conn::{echo, session};
+use crate::node::{ConnPermit, Node, NodeError, Refusal};
+use crate::settings::Settings;
+use crate::shutdown::Shutdown;
+use axum::Router;
+use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
+use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use evd_protocol::Codec;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// The engine's router. Tests call it directly; [`serve`] puts it on a socket.
+pub fn app(node: Arc<Node>) -> Router {
+    let mut router = Router::new()
+        .route("/ws", any(ws))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics));
+    if node.settings.test_echo {
+        router = router.route("/echo", any(echo_ws));
+    }
+    router.with_state(node)
+}
+
+/// Serving failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The node could not be built.
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    /// The store could not be opened or migrated.
+    #[error("store: {0}")]
+    Store(#[from] evd_api::store::StoreError),
+    /// The REST API's settings are unusable.
+    #[error("api: {0}")]
+    Api(#[from] evd_protocol::auth::JwtConfigError),
+    /// The socket or TLS setup failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: &'static str,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// `evd serve`: the engine and the REST API in one process over one store (SQLite at
+/// `./evd.db` by default, migrated at start), served on `listener` until `signal`, then drained.
+/// This is the whole server.
+pub async fn run(
+    listener: TcpListener,
+    settings: Settings,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    run_mode(listener, settings, true, signal).await
+}
+
+/// `evd engine`: the engine alone, over the store (for the live features and the outbox relay).
+/// Run the REST API elsewhere with `evd api` against the same database.
+pub async fn run_engine(
+    listener: TcpListener,
+    settings: Settings,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    run_mode(listener, settings, false, signal).await
+}
+
+async fn run_mode(
+    listener: TcpListener,
+    settings: Settings,
+    with_api: bool,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let api_settings = settings.api();
+    let store = evd_api::store::connect(
+        &settings.database_url,
+        &api_settings.store_config(),
+        evd_api::clock::Clock::system(),
+    )
+    .await?;
+    let shutdown = Shutdown::new();
+    let node = Node::builder(settings)
+        .store(Arc::clone(&store))
+        .build(shutdown.clone())?;
+    let api = if with_api {
+        let every = Duration::from_millis(api_settings.sweep_interval_ms.max(1));
+        evd_api::spawn_sweeper(store.clone(), every, shutdown.stop_token());
+        Some(evd_api::AppState::new(store.clone(), &api_settings)?)
+    } else {
+        None
+    };
+    let served = serve_with(listener, node, api, signal).await;
+    store.close().await;
+    served
+}
+
+/// Serves `node` on `listener` until `signal`, then drains: `/readyz` fails, clients get
+/// `RECONNECT` and 4001 spread over the grace period, and whatever is left is closed.
+pub async fn serve(
+    listener: TcpListener,
+    node: Arc<Node>,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    serve_with(listener, node, None, signal).await
+}
+
+/// [`serve`], with the REST API mounted beside the engine's routes when `api` is given.
+pub async fn serve_with(
+    listener: TcpListener,
+    node: Arc<Node>,
+    api: Option<evd_api::AppState>,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let shutdown = node.shutdown.clone();
+    let drain = node.settings.drain.clone();
+    let mut router = app(Arc::clone(&node));
+    if let Some(state) = api {
+        router = router.merge(evd_api::app(state));
+    }
+    let app = router.into_make_service_with_connect_info::<SocketAddr>();
+    let tls = &node.settings.tls;
+    let stop = shutdown.stopped();
+
+    // Phase 1 → 2: after the signal, drain for the grace period (or until every connection is
+    // gone), then stop.
+    let coordinator = {
+        let shutdown = shutdown.clone();
+        let node = Arc::clone(&node);
+        tokio::spawn(async move {
+            signal.await;
+            tracing::info!(
+                connections = node.connections(),
+                grace_ms = drain.grace_ms,
+                "draining"
+            );
+            shutdown.begin_drain();
+            let limit = Duration::from_millis(drain.grace_ms + drain.close_timeout_ms);
+            let _ = tokio::time::timeout(limit, async {
+                while node.connections() > 0 {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            })
+            .await;
+            shutdown.stop();
+        })
+    };
+
+    let served = match (&tls.cert_path, &tls.key_path) {
+        (Some(cert), Some(key)) => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                .await
+                .map_err(|source| ServeError::Io {
+                    context: "loading the TLS certificate and key",
+                    source,
+                })?;
+            let std_listener = listener.into_std().map_err(|source| ServeError::Io {
+                context: "preparing the listener",
+                source,
+            })?;
+            let handle = axum_server::Handle::new();
+            let h = handle.clone();
+            tokio::spawn(async move {
+                stop.await;
+                h.graceful_shutdown(Some(Duration::from_secs(1)));
+            });
+            axum_server::from_tcp_rustls(std_listener, config)
+                .map_err(|source| ServeError::Io {
+                    context: "starting TLS",
+                    source,
+                })?
+                .handle(handle)
+                .serve(app)
+                .await
+        }
+        _ => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+        }
+    };
+    served.map_err(|source| ServeError::Io {
+        context: "serving",
+        source,
+    })?;
+    shutdown.stop();
+    let _ = coordinator.await;
+    if !shutdown.wait_tasks(Duration::from_secs(5)).await {
+        tracing::warn!(
+            tasks = shutdown.tasks_running(),
+            "tasks still running at exit"
+        );
+    }
+    Ok(())
+}
+
+/// A JSON error body `{"error": …, "message": …}` as PROTOCOL.md gives for refused upgrades.
+fn refuse(status: StatusCode, error: &str, message: &str) -> Response {
+    let body = serde_json::json!({ "error": error, "message": message });
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn refusal(node: &Node, r: Refusal) -> Response {
+    match r {
+        Refusal::Draining => {
+            node.metrics.rejected("draining");
+            refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "this node is draining; connect to another",
+            )
+        }
+        Refusal::Full => {
+            node.metrics.rejected("full");
+            refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "this node is at its connection limit",
+            )
+        }
+        Refusal::RateLimited { retry_after } => {
+            node.metrics.rejected("rate_limited");
+            let mut resp = refuse(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many new connections from this address",
+            );
+            let secs = retry_after.as_secs().max(1).to_string();
+            if let Ok(v) = HeaderValue::from_str(&secs) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            resp
+        }
+    }
+}
+
+/// Picks the first subprotocol the client offers that the server speaks; JSON otherwise. The
+/// raw header is read because the order of the client's list is its preference.
+fn negotiate(ws: &mut WebSocketUpgrade, headers: &HeaderMap) -> Codec {
+    let chosen = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|p| Codec::from_subprotocol(p).map(|c| (c, p.trim().to_owned())));
+    match chosen {
+        Some((codec, name)) => {
+            if let Ok(v) = HeaderValue::from_str(&name) {
+                ws.set_selected_protocol(v);
+            }
+            codec
+        }
+        None => Codec::Json,
+    }
+}
+
+fn configure(ws: WebSocketUpgrade, settings: &Settings) -> WebSocketUpgrade {
+    let l = &settings.limits;
+    ws.read_buffer_size(l.read_buffer_bytes)
+        .write_buffer_size(l.frame_batch_bytes)
+        .max_write_buffer_size(l.queue_max_bytes + l.frame_batch_bytes * 4)
+        .max_message_size(l.max_message_bytes)
+        .max_frame_size(l.max_message_bytes)
+}
+
+async fn ws(
+    State(node): State<Arc<Node>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    // The token is checked before anything else about the upgrade: a bad token is a 401 even on
+    // a malformed upgrade request.
+    let claims = match authenticate(&node.verifier, &headers, query.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            node.metrics.rejected("unauthorized");
+            return refuse(StatusCode::UNAUTHORIZED, "unauthorized", &e.to_string());
+        }
+    };
+    let mut upgrade = match upgrade {
+        Ok(u) => u,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let permit: ConnPermit = match node.admit(peer.ip()) {
+        Ok(p) => p,
+        Err(r) => return refusal(&node, r),
+    };
+    let codec = negotiate(&mut upgrade, &headers);
+    let tracked = node.shutdown.clone();
+    configure(upgrade, &node.settings).on_upgrade(move |socket| {
+        let node2 = Arc::clone(&node);
+        tracked.track(session::run_connection(
+            node2, socket, claims, codec, permit,
+        ))
+    })
+}
+
+async fn echo_ws(
+    State(node): State<Arc<Node>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let permit = match node.admit(peer.ip()) {
+        Ok(p) => p,
+        Err(r) => return refusal(&node, r),
+    };
+    let tracked = node.shutdown.clone();
+    configure(upgrade, &node.settings)
+        .on_upgrade(move |socket| tracked.track(echo::run(Arc::clone(&node), socket, permit)))
+}
+
+async fn readyz(State(node): State<Arc<Node>>) -> Response {
+    if node.shutdown.is_draining() {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining").into_response()
+    } else {
+        (StatusCode::OK, "ready").into_response()
+    }
+}
+
+async fn metrics(State(node): State<Arc<Node>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        node.prometheus.render(),
+    )
+        .into_response()
+}
