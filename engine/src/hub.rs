@@ -36,6 +36,10 @@ use tokio::time::Instant;
 /// (it reconnects and recovers).
 const JOIN_BUFFER_MAX: usize = 1024;
 
+/// Largest `after_ms` in the `RECONNECT` sent when a room lost continuity: spreads the
+/// members' reconnects over a second.
+const RESYNC_RECONNECT_MAX_MS: u64 = 1_000;
+
 /// Outbox ids remembered for de-duplication: the relay is at-least-once, and a row relayed
 /// twice arrives within seconds of the first copy.
 const SEEN_OUTBOX_IDS: usize = 10_000;
@@ -438,6 +442,34 @@ impl BrokerHandler for Hub {
             }
             Body::PollTally { poll, counts } => self.record_poll(room, poll, counts),
             Body::QuestionVotes { question, votes } => self.record_question(room, question, *votes),
+        }
+    }
+
+    /// Asks every local member of `room` to reconnect (`RECONNECT`, then 4001 once the queue
+    /// has flushed): their rejoin with `recover` gets the gap or `recovered:false`.
+    fn lost(&self, room: &RoomKey) {
+        let members: Vec<Arc<Conn>> = self
+            .shard(room)
+            .lock()
+            .rooms
+            .get(room)
+            .map(|r| r.members.values().map(|m| Arc::clone(&m.conn)).collect())
+            .unwrap_or_default();
+        tracing::info!(
+            ?room,
+            members = members.len(),
+            "room lost continuity; members reconnect"
+        );
+        for conn in members {
+            let after_ms = fastrand::u64(0..=RESYNC_RECONNECT_MAX_MS);
+            self.send(
+                &conn,
+                &Event::Reconnect(evd_protocol::event::Reconnect {
+                    after_ms,
+                    reason: "resync".into(),
+                }),
+            );
+            conn.queue.close(CloseCode::ShuttingDown, true, &self.stats);
         }
     }
 }

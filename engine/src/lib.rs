@@ -9,7 +9,8 @@
 //! - [`ops`]: one file per client op.
 //! - [`node`]: the node's parts and the room orchestration ops share.
 //! - [`hub`]: local room membership and encode-once fanout.
-//! - [`broker`] and [`presence`]: traits with in-memory implementations for a single node.
+//! - [`broker`] and [`presence`]: traits with in-memory implementations for a single node and
+//!   Redis (Cluster) implementations for many.
 //! - [`auth`]: tokens at the upgrade, and the room [`auth::Authorizer`].
 //! - [`settings`], [`metrics`], [`shutdown`].
 //!
@@ -35,6 +36,6 @@ pub mod settings;
 pub mod shutdown;
 
 pub use node::Node;
-pub use server::{app, run, run_engine, serve, serve_with};
+pub use server::{app, run, run_engine, serve, serve_with, with_broker};
 pub use settings::Settings;
 pub use shutdown::Shutdown;

@@ -46,6 +46,26 @@ pub const BYTES_OUT: &str = "evd_bytes_out_total";
 /// Broker operations that failed, by `op`.
 pub const BROKER_ERRORS: &str = "evd_broker_errors_total";
 
+/// 1 while the broker's command and pub/sub connections are up (always 1 in memory).
+pub const BROKER_CONNECTED: &str = "evd_broker_connected";
+/// Rooms re-subscribed at the broker, by `reason` (`reconnect`, `probe`, `slot_moved`, `lagged`).
+pub const BROKER_RESUBSCRIBES: &str = "evd_broker_resubscribes_total";
+/// Publishes and broadcasts the broker refused or could not reach.
+pub const BROKER_PUBLISH_ERRORS: &str = "evd_broker_publish_errors_total";
+/// Liveness probes not answered in time (each resubscribes its primary's rooms).
+pub const BROKER_PROBE_FAILURES: &str = "evd_broker_probe_failures_total";
+/// Round trip of a liveness probe through a pub/sub connection.
+pub const BROKER_PROBE_LATENCY: &str = "evd_broker_probe_latency_seconds";
+/// From a chat message being accepted to this node receiving it from the broker.
+pub const BROKER_LAG: &str = "evd_broker_lag_seconds";
+/// Gaps in a room's stream filled from history.
+pub const BROKER_RECOVERIES: &str = "evd_broker_recoveries_total";
+/// Rooms whose continuity was lost (new epoch, or a gap history no longer held): their local
+/// members were asked to reconnect and recover.
+pub const BROKER_CONTINUITY_LOST: &str = "evd_broker_continuity_lost_total";
+/// Rooms this node is subscribed to at the broker.
+pub const BROKER_SUBSCRIPTIONS: &str = "evd_broker_subscriptions";
+
 /// Events whose counters are pre-registered.
 const EVENT_NAMES: [&str; 16] = [
     "HELLO",
@@ -127,6 +147,82 @@ fn describe() {
     describe_counter!(FRAMES_OUT, "WebSocket frames written.");
     describe_counter!(BYTES_OUT, "Payload bytes written.");
     describe_counter!(BROKER_ERRORS, "Broker operations that failed, by op.");
+    describe_gauge!(BROKER_CONNECTED, "1 while the broker connections are up.");
+    describe_counter!(BROKER_RESUBSCRIBES, "Rooms re-subscribed, by reason.");
+    describe_counter!(BROKER_PUBLISH_ERRORS, "Publishes the broker failed.");
+    describe_counter!(
+        BROKER_PROBE_FAILURES,
+        "Liveness probes not answered in time."
+    );
+    describe_histogram!(
+        BROKER_PROBE_LATENCY,
+        metrics::Unit::Seconds,
+        "Round trip of a pub/sub liveness probe."
+    );
+    describe_histogram!(
+        BROKER_LAG,
+        metrics::Unit::Seconds,
+        "From a chat message being accepted to its arrival from the broker."
+    );
+    describe_counter!(BROKER_RECOVERIES, "Gaps filled from history.");
+    describe_counter!(
+        BROKER_CONTINUITY_LOST,
+        "Rooms whose members were asked to reconnect and recover."
+    );
+    describe_gauge!(BROKER_SUBSCRIPTIONS, "Rooms subscribed at the broker.");
+}
+
+/// Handles of the Redis broker.
+#[derive(Debug, Clone)]
+pub struct BrokerMetrics {
+    /// [`BROKER_CONNECTED`].
+    pub connected: Gauge,
+    /// [`BROKER_PUBLISH_ERRORS`].
+    pub publish_errors: Counter,
+    /// [`BROKER_PROBE_FAILURES`].
+    pub probe_failures: Counter,
+    /// [`BROKER_PROBE_LATENCY`].
+    pub probe_latency: Histogram,
+    /// [`BROKER_LAG`].
+    pub lag: Histogram,
+    /// [`BROKER_RECOVERIES`].
+    pub recoveries: Counter,
+    /// [`BROKER_CONTINUITY_LOST`].
+    pub lost: Counter,
+    /// [`BROKER_SUBSCRIPTIONS`].
+    pub subscriptions: Gauge,
+}
+
+impl BrokerMetrics {
+    /// Registers the handles.
+    pub fn new() -> BrokerMetrics {
+        BrokerMetrics {
+            connected: gauge!(BROKER_CONNECTED),
+            publish_errors: counter!(BROKER_PUBLISH_ERRORS),
+            probe_failures: counter!(BROKER_PROBE_FAILURES),
+            probe_latency: histogram!(BROKER_PROBE_LATENCY),
+            lag: histogram!(BROKER_LAG),
+            recoveries: counter!(BROKER_RECOVERIES),
+            lost: counter!(BROKER_CONTINUITY_LOST),
+            subscriptions: gauge!(BROKER_SUBSCRIPTIONS),
+        }
+    }
+
+    /// Counts a resubscribed room.
+    pub fn resubscribe(&self, reason: &'static str) {
+        counter!(BROKER_RESUBSCRIBES, "reason" => reason).increment(1);
+    }
+
+    /// Counts a failed broker operation.
+    pub fn errors(&self, op: &'static str) {
+        counter!(BROKER_ERRORS, "op" => op).increment(1);
+    }
+}
+
+impl Default for BrokerMetrics {
+    fn default() -> Self {
+        BrokerMetrics::new()
+    }
 }
 
 /// Pre-registered handles for the hot paths.

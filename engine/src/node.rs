@@ -211,12 +211,16 @@ impl NodeBuilder {
             offer_catchup: Arc::new(tokio::sync::Semaphore::new(OFFER_CATCHUP_CONCURRENCY)),
         });
         shutdown.spawn(ticks(Arc::clone(&node)));
+        if let Some(every) = node.presence.heartbeat_every() {
+            shutdown.spawn(presence_heartbeat(Arc::clone(&node), every));
+        }
         shutdown.spawn(upkeep(Arc::clone(&node)));
         Ok(node)
     }
 }
 
-fn random_node_id() -> String {
+/// A random node id, `n-` and six letters.
+pub fn random_node_id() -> String {
     let mut s = String::from("n-");
     for _ in 0..6 {
         s.push(fastrand::lowercase());
@@ -543,6 +547,27 @@ async fn ticks(node: Arc<Node>) {
                 node.hub
                     .deliver(&work.room, &Event::QuestionUpdated(update), None);
             }
+        }
+    }
+}
+
+/// Keeps this node's presence alive and announces the users that left with a dead node.
+async fn presence_heartbeat(node: Arc<Node>, every: Duration) {
+    let stopped = node.shutdown.stopped();
+    tokio::pin!(stopped);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut stopped => return,
+            _ = tick.tick() => {}
+        }
+        for (room, users) in node.presence.heartbeat().await {
+            let leaves = users
+                .into_iter()
+                .map(|user| PresenceMember { user })
+                .collect();
+            node.announce(&room, vec![], leaves).await;
         }
     }
 }

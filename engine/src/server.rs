@@ -2,8 +2,10 @@
 //! tests), served on a listener until a shutdown signal, then drained.
 
 use crate::auth::authenticate;
+use crate::broker::redis::{RedisBroker, RedisConn};
 use crate::conn::{echo, session};
-use crate::node::{ConnPermit, Node, NodeError, Refusal};
+use crate::node::{BrokerFactory, ConnPermit, Node, NodeBuilder, NodeError, Refusal};
+use crate::presence::redis::RedisPresence;
 use crate::settings::Settings;
 use crate::shutdown::Shutdown;
 use axum::Router;
@@ -38,6 +40,9 @@ pub enum ServeError {
     /// The node could not be built.
     #[error(transparent)]
     Node(#[from] NodeError),
+    /// The broker could not be reached.
+    #[error(transparent)]
+    Broker(#[from] crate::broker::BrokerError),
     /// The store could not be opened or migrated.
     #[error("store: {0}")]
     Store(#[from] evd_api::store::StoreError),
@@ -82,6 +87,11 @@ async fn run_mode(
     with_api: bool,
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    let mut settings = settings;
+    if settings.broker.url != "memory" && settings.node_id.is_none() {
+        // The Redis presence needs the id before the node is built.
+        settings.node_id = Some(crate::node::random_node_id());
+    }
     let api_settings = settings.api();
     let store = evd_api::store::connect(
         &settings.database_url,
@@ -90,7 +100,8 @@ async fn run_mode(
     )
     .await?;
     let shutdown = Shutdown::new();
-    let node = Node::builder(settings)
+    let node = with_broker(Node::builder(settings.clone()), &settings)
+        .await?
         .store(Arc::clone(&store))
         .build(shutdown.clone())?;
     let api = if with_api {
@@ -103,6 +114,37 @@ async fn run_mode(
     let served = serve_with(listener, node, api, signal).await;
     store.close().await;
     served
+}
+
+/// Plugs the broker and presence named by `broker.url` into `builder`: nothing for `memory`,
+/// the Redis ones (connected here) otherwise. `settings.node_id` must be set for Redis.
+pub async fn with_broker(
+    builder: NodeBuilder,
+    settings: &Settings,
+) -> Result<NodeBuilder, ServeError> {
+    if settings.broker.url == "memory" {
+        return Ok(builder);
+    }
+    let node_id = settings
+        .node_id
+        .clone()
+        .unwrap_or_else(crate::node::random_node_id);
+    let conn = RedisConn::connect(&settings.broker).await?;
+    tracing::info!(
+        url = %evd_api::store::redact_url(&settings.broker.url),
+        node = %node_id,
+        "connected to Redis"
+    );
+    let presence = Arc::new(RedisPresence::new(
+        &node_id,
+        conn.client.clone(),
+        Duration::from_millis(settings.presence.ttl_ms),
+    ));
+    let (history, broker_settings) = (settings.history.clone(), settings.broker.clone());
+    let factory: BrokerFactory = Box::new(move |id, handler, shutdown| {
+        RedisBroker::start(id, conn, history, broker_settings, handler, shutdown)
+    });
+    Ok(builder.broker(factory).presence(presence))
 }
 
 /// Serves `node` on `listener` until `signal`, then drains: `/readyz` fails, clients get

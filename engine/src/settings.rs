@@ -16,8 +16,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Sections whose fields are reached as `EVD_<SECTION>_<FIELD>`.
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 8] = [
     "jwt",
+    "broker",
     "tls",
     "limits",
     "history",
@@ -99,6 +100,8 @@ pub struct Settings {
     pub history: HistorySettings,
     /// Presence coalescing.
     pub presence: PresenceSettings,
+    /// Where rooms fan out between nodes: in memory (one node) or Redis.
+    pub broker: BrokerSettings,
     /// Graceful shutdown.
     pub drain: DrainSettings,
     /// Test only: serve `/echo`, a WebSocket echo endpoint on the engine's own connection stack,
@@ -179,6 +182,33 @@ pub struct PresenceSettings {
     /// Above this many members a room's `PRESENCE_UPDATE` carries `count` only: listing joins of
     /// a 10,000-member room to 10,000 members costs more than it tells.
     pub full_room_limit: u64,
+    /// With the Redis broker: how long a node's members stay listed after its last heartbeat,
+    /// ms. A node that dies leaves no ghosts after this (plus one heartbeat, when the sweep
+    /// runs); nodes heartbeat every third of it.
+    pub ttl_ms: u64,
+}
+
+/// The broker between nodes.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerSettings {
+    /// `memory` (one node, the default), `redis://host:port` (one Redis) or
+    /// `redis-cluster://h1:p1,h2:p2,h3:p3` (Redis Cluster seed nodes). Also read from plain
+    /// `REDIS_URL`; `EVD_BROKER_URL` wins.
+    pub url: String,
+    /// How long a room stays subscribed after its last local member left, ms: a member who
+    /// leaves and rejoins (a page reload) costs no SSUBSCRIBE/SUNSUBSCRIBE pair.
+    pub unsubscribe_delay_ms: u64,
+    /// How often each pub/sub connection is probed with a message to itself, and the cluster's
+    /// slot map is checked, ms. A subscription that silently died is found within about
+    /// `probe_timeout_ms` of it.
+    pub probe_interval_ms: u64,
+    /// A probe not back within this long marks its connection dead: every room on it is
+    /// resubscribed and its gap recovered from history, ms.
+    pub probe_timeout_ms: u64,
+    /// Longest wait for one Redis command, ms. A command to a primary that just died fails
+    /// after this instead of holding the op, so the client gets an error it can retry.
+    pub command_timeout_ms: u64,
 }
 
 /// Graceful shutdown.
@@ -213,6 +243,7 @@ impl Default for Settings {
             limits: Limits::default(),
             history: HistorySettings::default(),
             presence: PresenceSettings::default(),
+            broker: BrokerSettings::default(),
             drain: DrainSettings::default(),
             test_echo: false,
         }
@@ -255,7 +286,32 @@ impl Default for PresenceSettings {
     fn default() -> Self {
         PresenceSettings {
             full_room_limit: 1_000,
+            ttl_ms: 30_000,
         }
+    }
+}
+
+impl Default for BrokerSettings {
+    fn default() -> Self {
+        BrokerSettings {
+            url: "memory".into(),
+            unsubscribe_delay_ms: 5_000,
+            probe_interval_ms: 1_000,
+            probe_timeout_ms: 3_000,
+            command_timeout_ms: 5_000,
+        }
+    }
+}
+
+impl fmt::Debug for BrokerSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BrokerSettings")
+            .field("url", &evd_api::store::redact_url(&self.url))
+            .field("unsubscribe_delay_ms", &self.unsubscribe_delay_ms)
+            .field("probe_interval_ms", &self.probe_interval_ms)
+            .field("probe_timeout_ms", &self.probe_timeout_ms)
+            .field("command_timeout_ms", &self.command_timeout_ms)
+            .finish()
     }
 }
 
@@ -292,6 +348,7 @@ impl fmt::Debug for Settings {
             .field("limits", &self.limits)
             .field("history", &self.history)
             .field("presence", &self.presence)
+            .field("broker", &self.broker)
             .field("drain", &self.drain)
             .field("test_echo", &self.test_echo)
             .finish()
@@ -321,7 +378,13 @@ impl Settings {
         let database_url = Env::raw()
             .only(&["DATABASE_URL"])
             .map(|_| "database_url".into());
-        Self::from_figment(Self::figment(file).merge(database_url).merge(Self::env()))
+        let redis_url = Env::raw().only(&["REDIS_URL"]).map(|_| "broker.url".into());
+        Self::from_figment(
+            Self::figment(file)
+                .merge(database_url)
+                .merge(redis_url)
+                .merge(Self::env()),
+        )
     }
 
     /// The REST API's settings, from the same values.
@@ -390,6 +453,35 @@ impl Settings {
                 })
             }
         }
+        let b = &self.broker;
+        check(
+            b.url == "memory"
+                || [
+                    "redis://",
+                    "rediss://",
+                    "redis-cluster://",
+                    "rediss-cluster://",
+                ]
+                .iter()
+                .any(|p| b.url.starts_with(p)),
+            "broker.url",
+            "must be `memory`, `redis://…` or `redis-cluster://…`",
+        )?;
+        check(
+            b.probe_interval_ms >= 10 && b.probe_timeout_ms > b.probe_interval_ms,
+            "broker.probe_timeout_ms",
+            "probe_interval_ms must be at least 10 and probe_timeout_ms above it",
+        )?;
+        check(
+            b.command_timeout_ms >= 100,
+            "broker.command_timeout_ms",
+            "must be at least 100",
+        )?;
+        check(
+            self.presence.ttl_ms >= 300,
+            "presence.ttl_ms",
+            "must be at least 300",
+        )?;
         let l = &self.limits;
         check(
             self.heartbeat_ms >= 1_000,

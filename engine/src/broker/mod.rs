@@ -6,10 +6,12 @@
 //! has members in. Envelopes come back through the node's [`BrokerHandler`] in publish order
 //! per room.
 //!
-//! Implementations: [`memory::MemoryBroker`] (single node, the default). A Redis Cluster broker
-//! implements the same trait.
+//! Implementations: [`memory::MemoryBroker`] (single node, the default) and
+//! [`redis::RedisBroker`] (Redis or Redis Cluster, sharded pub/sub, for many nodes).
 
+pub(crate) mod lua;
 pub mod memory;
+pub mod redis;
 
 use crate::room_key::RoomKey;
 use async_trait::async_trait;
@@ -23,6 +25,13 @@ use evd_protocol::op::StreamPosition;
 pub trait BrokerHandler: Send + Sync + 'static {
     /// One envelope for `room`.
     fn handle(&self, room: &RoomKey, envelope: &Envelope);
+
+    /// The broker could not keep `room`'s chat continuous (its history was lost, or a gap is no
+    /// longer in the window): local members must reconnect and recover, so they get
+    /// `recovered:false` instead of a silent gap. Must not block.
+    fn lost(&self, room: &RoomKey) {
+        let _ = room;
+    }
 }
 
 /// A chat message before the broker gives it an offset.

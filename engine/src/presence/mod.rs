@@ -4,15 +4,17 @@
 //! first connection in the room, `remove` a leave only for the last. The node turns those into
 //! presence diffs on the broker, so every node can coalesce them per tick.
 //!
-//! Implementations: [`memory::MemoryPresence`]; a Redis implementation (per-room hash with a
-//! TTL refreshed by heartbeat) fits the same trait.
+//! Implementations: [`memory::MemoryPresence`] (one node) and [`redis::RedisPresence`] (shared
+//! by every node: per-room hashes, kept alive by each node's heartbeat).
 
 pub mod memory;
+pub mod redis;
 
 use crate::conn::ConnId;
 use crate::room_key::RoomKey;
 use async_trait::async_trait;
 use evd_protocol::event::PresenceSnapshot;
+use std::time::Duration;
 
 /// A presence operation failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -38,4 +40,13 @@ pub trait Presence: Send + Sync + 'static {
     ) -> Result<PresenceSnapshot, PresenceError>;
     /// The member count.
     async fn count(&self, room: &RoomKey) -> Result<u64, PresenceError>;
+    /// How often the node must call [`Presence::heartbeat`]; `None` if it needs none.
+    fn heartbeat_every(&self) -> Option<Duration> {
+        None
+    }
+    /// Keeps this node's members alive and removes those of nodes that stopped heartbeating.
+    /// Returns, per room, the users that left with a dead node, for the node to announce.
+    async fn heartbeat(&self) -> Vec<(RoomKey, Vec<String>)> {
+        Vec::new()
+    }
 }

@@ -314,6 +314,39 @@ impl Client {
         }
     }
 
+    /// The next event, or the close frame (`Err`) if the server closes first; waits at most
+    /// `wait`.
+    pub async fn next_or_close(
+        &mut self,
+        wait: Duration,
+    ) -> Result<Option<Event>, Option<CloseFrame>> {
+        loop {
+            if let Some(e) = self.inbox.pop_front() {
+                return Ok(Some(e));
+            }
+            let msg = match tokio::time::timeout(wait, self.ws.next()).await {
+                Err(_) => return Ok(None),
+                Ok(None) | Ok(Some(Err(_))) => return Err(None),
+                Ok(Some(Ok(m))) => m,
+            };
+            match msg {
+                Message::Text(t) => self
+                    .inbox
+                    .extend(self.codec.decode_events(t.as_bytes()).unwrap()),
+                Message::Binary(b) => self.inbox.extend(self.codec.decode_events(&b).unwrap()),
+                Message::Close(f) => return Err(f),
+                _ => {}
+            }
+        }
+    }
+
+    /// Puts events back at the front of the inbox, in order.
+    pub fn push_front(&mut self, events: Vec<Event>) {
+        for e in events.into_iter().rev() {
+            self.inbox.push_front(e);
+        }
+    }
+
     /// The next event that `pick` accepts; others are skipped.
     pub async fn next_where<T>(&mut self, mut pick: impl FnMut(Event) -> Option<T>) -> T {
         loop {

@@ -1,0 +1,828 @@
+//! Several `evd engine` nodes on Redis: chat and presence across nodes, and faults survived (an
+//! engine node killed, a Redis primary killed, a slot migrated under an active room).
+//!
+//! Needs Redis. `EVD_TEST_REDIS_CLUSTER` names a running cluster (e.g.
+//! `redis-cluster://127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002` from
+//! `scripts/redis-cluster.sh start`) and `EVD_TEST_REDIS_URL` a standalone Redis. The fault tests
+//! that hurt Redis start clusters of their own with the same script on other ports, so they
+//! never disturb the shared one. Without the variables the suite is skipped, unless
+//! `EVD_REQUIRE_SERVICES=1`, when that is a failure.
+//!
+//! Every test uses its own org, so its rooms are its own even on a shared cluster.
+
+mod common;
+
+use common::*;
+use evd_protocol::Codec;
+use evd_protocol::auth::{Claims, JwtSettings, Role};
+use evd_protocol::event::{Event, RoomJoined};
+use evd_protocol::op::{JoinRoom, Op, SendMessage, StreamPosition};
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Generous bound on anything that should converge (delivery after a fault, presence expiry).
+const CONVERGE: Duration = Duration::from_secs(45);
+
+/// The presence ttl the test nodes run with.
+const PRESENCE_TTL_MS: u64 = 1_500;
+
+fn service(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ if std::env::var("EVD_REQUIRE_SERVICES").as_deref() == Ok("1") => {
+            panic!("{var} must be set when EVD_REQUIRE_SERVICES=1")
+        }
+        _ => {
+            eprintln!("skipped: {var} is not set");
+            None
+        }
+    }
+}
+
+fn org() -> String {
+    format!("t{}", fastrand::u64(..))
+}
+
+fn token(user: &str, org: &str) -> String {
+    let jwt = JwtSettings {
+        secret: Some(SECRET.into()),
+        ..Default::default()
+    };
+    let claims = Claims::new(user, org, Role::Organizer, now(), 3600);
+    jwt.signer().unwrap().sign(&claims).unwrap()
+}
+
+/// One `evd engine` process.
+struct Engine {
+    child: Child,
+    url: String,
+}
+
+impl Engine {
+    async fn start(broker: &str, id: &str) -> Engine {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_evd"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("EVD_JWT_SECRET", SECRET)
+            .env("EVD_DATABASE_URL", "sqlite::memory:")
+            .env("EVD_BROKER_URL", broker)
+            .env("EVD_NODE_ID", id)
+            .env("EVD_TICK_MS", "20")
+            .env("EVD_LIMITS_CONN_RATE_PER_IP", "0")
+            .env("EVD_DRAIN_GRACE_MS", "200")
+            .env("EVD_PRESENCE_TTL_MS", PRESENCE_TTL_MS.to_string())
+            .env("EVD_BROKER_PROBE_INTERVAL_MS", "200")
+            .env("EVD_BROKER_PROBE_TIMEOUT_MS", "1000")
+            .env("EVD_BROKER_UNSUBSCRIBE_DELAY_MS", "300")
+            .env("EVD_BROKER_COMMAND_TIMEOUT_MS", "1000")
+            .env("EVD_LOG", "info,fred=warn")
+            .args(["engine", "--listen", "127.0.0.1:0"])
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let url = loop {
+            let line = tokio::time::timeout(PATIENCE, lines.next_line())
+                .await
+                .expect("the node starts")
+                .unwrap()
+                .unwrap_or_else(|| panic!("node {id} exited before listening"));
+            if let Some(rest) = line.strip_prefix("evd listening on ") {
+                break rest.trim().to_string();
+            }
+            eprintln!("[{id}] {line}");
+        };
+        let id = id.to_owned();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                eprintln!("[{id}] {line}");
+            }
+        });
+        Engine { child, url }
+    }
+
+    /// SIGKILL: no drain, no goodbye to Redis.
+    async fn kill(&mut self) {
+        self.child.start_kill().unwrap();
+        let _ = self.child.wait().await;
+    }
+}
+
+async fn engines(broker: &str, n: usize) -> Vec<Engine> {
+    let tag = fastrand::u32(..);
+    let mut out = Vec::new();
+    for i in 0..n {
+        out.push(Engine::start(broker, &format!("n{i}-{tag}")).await);
+    }
+    out
+}
+
+async fn connect(url: &str, user: &str, org: &str) -> Client {
+    Client::connect(url, &token(user, org), Codec::Json).await
+}
+
+fn joined(e: Event) -> RoomJoined {
+    match e {
+        Event::RoomJoined(j) => j,
+        other => panic!("expected ROOM_JOINED, got {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Chat and presence across nodes.
+
+async fn chat_reaches_every_member_in_order_once(broker: &str) {
+    let org = org();
+    let nodes = engines(broker, 3).await;
+    let room = "session:S1";
+    // Two members per node; one sender on each node.
+    let mut members = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        for j in 0..2 {
+            let mut c = connect(&node.url, &format!("u{i}{j}"), &org).await;
+            let j = joined(c.join(room, 0, None).await);
+            assert_eq!(j.offset, 0);
+            members.push(c);
+        }
+    }
+    let per_sender = 15;
+    let mut acked = Vec::new();
+    for k in 0..per_sender {
+        for (i, m) in members.iter_mut().enumerate().step_by(2) {
+            let text = format!("m{i}-{k}");
+            match m.say(room, &text, Some(&text)).await {
+                Event::Ack(a) => acked.push((a.offset.unwrap(), text)),
+                other => panic!("send: {other:?}"),
+            }
+        }
+    }
+    acked.sort();
+    let total = acked.len() as u64;
+    assert_eq!(
+        acked.iter().map(|(o, _)| *o).collect::<Vec<_>>(),
+        (1..=total).collect::<Vec<_>>(),
+        "offsets are dense"
+    );
+    for (n, m) in members.iter_mut().enumerate() {
+        let mut got = Vec::new();
+        while got.len() < acked.len() {
+            let msg = m.message().await;
+            got.push((msg.offset, msg.text));
+        }
+        assert_eq!(
+            got, acked,
+            "member {n}: every message, in offset order, once"
+        );
+        // Nothing more arrives: no duplicates trailing behind.
+        assert!(
+            matches!(m.next_or_close(Duration::from_millis(300)).await, Ok(None)),
+            "member {n} got more than it should"
+        );
+    }
+}
+
+#[tokio::test]
+async fn cluster_chat_reaches_every_member_in_order_once() {
+    let Some(url) = service("EVD_TEST_REDIS_CLUSTER") else {
+        return;
+    };
+    chat_reaches_every_member_in_order_once(&url).await;
+}
+
+#[tokio::test]
+async fn standalone_chat_reaches_every_member_in_order_once() {
+    let Some(url) = service("EVD_TEST_REDIS_URL") else {
+        return;
+    };
+    chat_reaches_every_member_in_order_once(&url).await;
+}
+
+#[tokio::test]
+async fn presence_spans_nodes_and_counts_a_user_once() {
+    let Some(url) = service("EVD_TEST_REDIS_CLUSTER") else {
+        return;
+    };
+    let org = org();
+    let nodes = engines(&url, 3).await;
+    let room = "event:E1";
+    let mut a0 = connect(&nodes[0].url, "alice", &org).await;
+    let mut a1 = connect(&nodes[1].url, "alice", &org).await;
+    let mut b2 = connect(&nodes[2].url, "bob", &org).await;
+    joined(a0.join(room, 0, None).await);
+    joined(a1.join(room, 0, None).await);
+    joined(b2.join(room, 0, None).await);
+    let mut obs = connect(&nodes[1].url, "olga", &org).await;
+    let j = joined(obs.join(room, 0, None).await);
+    assert_eq!(
+        j.presence.count, 3,
+        "alice once, bob, olga: {:?}",
+        j.presence
+    );
+    let users: Vec<&str> = j.presence.members.iter().map(|m| m.user.as_str()).collect();
+    assert_eq!(users, ["alice", "bob", "olga"]);
+
+    // Alice closes one of her two connections: not a leave.
+    assert!(matches!(a0.leave(room).await, Event::RoomLeft(_)));
+    let j = joined(obs.join(room, 0, None).await);
+    assert_eq!(j.presence.count, 3);
+    // Her last one: a leave, seen on every node, once.
+    assert!(matches!(a1.leave(room).await, Event::RoomLeft(_)));
+    for (who, c) in [("olga", &mut obs), ("bob", &mut b2)] {
+        let update = c
+            .next_where(|e| match e {
+                Event::PresenceUpdate(u) if u.leaves.as_ref().is_some_and(|l| !l.is_empty()) => {
+                    Some(u)
+                }
+                _ => None,
+            })
+            .await;
+        assert_eq!(update.count, 2, "{who}: {update:?}");
+        let leaves: Vec<&str> = update
+            .leaves
+            .iter()
+            .flatten()
+            .map(|m| m.user.as_str())
+            .collect();
+        assert_eq!(leaves, ["alice"], "{who}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Faults.
+
+/// What a member has received so far, readable while it runs.
+#[derive(Default)]
+struct Progress {
+    got: BTreeSet<String>,
+    lost_at: Option<Instant>,
+}
+
+type Shared<T> = Arc<parking_lot::Mutex<T>>;
+
+/// Sends `op` and waits for its reply; `Err` if the connection closes first.
+async fn request(client: &mut Client, op: Op) -> Result<Event, ()> {
+    let r = client.send(op).await;
+    let deadline = Instant::now() + PATIENCE;
+    let mut kept = Vec::new();
+    let out = loop {
+        if Instant::now() > deadline {
+            break Err(());
+        }
+        match client.next_or_close(Duration::from_millis(100)).await {
+            Ok(Some(e)) if e.reply_ref() == Some(r) => break Ok(e),
+            Ok(Some(e)) => kept.push(e),
+            Ok(None) => {}
+            Err(_) => break Err(()),
+        }
+    };
+    client.push_front(kept);
+    out
+}
+
+/// Connects, or `None` if the node is gone.
+async fn try_connect_to(url: &str, user: &str, org: &str) -> Option<Client> {
+    let addr: std::net::SocketAddr = url
+        .trim_start_matches("ws://")
+        .trim_end_matches("/ws")
+        .parse()
+        .unwrap();
+    tokio::net::TcpStream::connect(addr).await.ok()?;
+    Some(connect(url, user, org).await)
+}
+
+/// A room member that survives faults: on `RECONNECT` or a close it reconnects to a live node
+/// and rejoins with `recover`. It checks, as it goes, that within an epoch offsets only ever go
+/// up by one (in order, exactly once, no gap).
+struct Member {
+    name: String,
+    org: String,
+    room: String,
+    client: Client,
+    pos: StreamPosition,
+    /// Texts received, with when.
+    got: Vec<(String, Instant)>,
+    progress: Shared<Progress>,
+    recovered: usize,
+}
+
+impl Member {
+    async fn join(url: &str, name: &str, org: &str, room: &str) -> Member {
+        let mut client = connect(url, name, org).await;
+        let j = joined(client.join(room, 0, None).await);
+        Member {
+            name: name.into(),
+            org: org.into(),
+            room: room.into(),
+            client,
+            pos: StreamPosition {
+                epoch: j.epoch,
+                offset: j.offset,
+            },
+            got: Vec::new(),
+            progress: Shared::default(),
+            recovered: 0,
+        }
+    }
+
+    fn take(&mut self, offset: u64, text: String) {
+        assert_eq!(
+            offset,
+            self.pos.offset + 1,
+            "{}: offset {offset} after {} ({text})",
+            self.name,
+            self.pos.offset
+        );
+        self.pos.offset = offset;
+        self.progress.lock().got.insert(text.clone());
+        self.got.push((text, Instant::now()));
+    }
+
+    /// Reads and reconnects until `stop`.
+    async fn run(mut self, urls: Shared<Vec<String>>, stop: Arc<AtomicBool>) -> Member {
+        while !stop.load(Ordering::Relaxed) {
+            match self.client.next_or_close(Duration::from_millis(100)).await {
+                Ok(Some(Event::MessageReceived(m))) if m.room == self.room => {
+                    self.take(m.offset, m.text)
+                }
+                Ok(_) => {}
+                Err(_closed) => self.rejoin(&urls).await,
+            }
+        }
+        self
+    }
+
+    async fn rejoin(&mut self, urls: &parking_lot::Mutex<Vec<String>>) {
+        let deadline = Instant::now() + CONVERGE;
+        loop {
+            assert!(Instant::now() < deadline, "{} could not rejoin", self.name);
+            let candidates = urls.lock().clone();
+            let url = &candidates[fastrand::usize(..candidates.len())];
+            let Some(client) = try_connect_to(url, &self.name, &self.org).await else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            self.client = client;
+            let op = Op::JoinRoom(JoinRoom {
+                room: room(&self.room),
+                // On `recovered:false` the reply carries the latest messages instead.
+                history: 100,
+                recover: Some(self.pos.clone()),
+            });
+            let Ok(Event::RoomJoined(j)) = request(&mut self.client, op).await else {
+                // The broker is still failing over, or this connection was closed: again.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            };
+            if j.recovered {
+                self.recovered += 1;
+                for m in j.history {
+                    self.take(m.offset, m.text);
+                }
+            } else {
+                // A declared gap: start over from the room's latest messages.
+                self.progress.lock().lost_at = Some(Instant::now());
+                self.pos.offset = j.history.first().map_or(j.offset, |m| m.offset - 1);
+                for m in j.history {
+                    self.take(m.offset, m.text);
+                }
+            }
+            self.pos = StreamPosition {
+                epoch: j.epoch,
+                offset: j.offset,
+            };
+            return;
+        }
+    }
+
+    fn lost_at(&self) -> Option<Instant> {
+        self.progress.lock().lost_at
+    }
+}
+
+/// Sends `text` until it is acknowledged (same `client_id` each time), reconnecting as needed.
+async fn send_until_acked(sender: &mut Client, url: &str, org: &str, room_name: &str, text: &str) {
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        assert!(Instant::now() < deadline, "{text} was never acknowledged");
+        let op = Op::SendMessage(SendMessage {
+            room: room(room_name),
+            text: text.into(),
+            client_id: Some(text.into()),
+        });
+        match request(sender, op).await {
+            Ok(Event::Ack(_)) => return,
+            Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(()) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if let Some(c) = try_connect_to(url, "sender", org).await {
+                    *sender = c;
+                }
+            }
+        }
+    }
+}
+
+struct Sent {
+    text: String,
+    acked_at: Instant,
+}
+
+/// What a member must have: every message acknowledged after its last `recovered:false`.
+fn missing<'a>(p: &Progress, sent: &'a [Sent]) -> Vec<&'a str> {
+    sent.iter()
+        .filter(|s| p.lost_at.is_none_or(|at| s.acked_at > at))
+        .map(|s| s.text.as_str())
+        .filter(|t| !p.got.contains(*t))
+        .collect()
+}
+
+/// Runs two members on each of `urls`, sends `before` messages, runs `fault`, sends `after`
+/// more, and waits (bounded) until every member has what it must have. Returns the members,
+/// what was sent and when the fault happened.
+async fn chat_through_fault<F: std::future::Future<Output = ()>>(
+    urls: Vec<String>,
+    sender_url: &str,
+    org: &str,
+    room: &str,
+    before: usize,
+    after: usize,
+    fault: impl FnOnce() -> F,
+) -> (Vec<Member>, Vec<Sent>, Instant) {
+    let live = Shared::new(parking_lot::Mutex::new(urls.clone()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    let mut progress = Vec::new();
+    for (i, url) in urls.iter().enumerate() {
+        for j in 0..2 {
+            let m = Member::join(url, &format!("m{i}{j}"), org, room).await;
+            progress.push(Arc::clone(&m.progress));
+            tasks.push(tokio::spawn(m.run(Arc::clone(&live), Arc::clone(&stop))));
+        }
+    }
+    let mut sender = connect(sender_url, "sender", org).await;
+    let mut sent = Vec::new();
+    for k in 0..before {
+        let text = format!("before-{k}");
+        send_until_acked(&mut sender, sender_url, org, room, &text).await;
+        sent.push(Sent {
+            text,
+            acked_at: Instant::now(),
+        });
+    }
+    let fault_at = Instant::now();
+    fault().await;
+    for k in 0..after {
+        let text = format!("after-{k}");
+        send_until_acked(&mut sender, sender_url, org, room, &text).await;
+        sent.push(Sent {
+            text,
+            acked_at: Instant::now(),
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let deadline = Instant::now() + CONVERGE;
+    while Instant::now() < deadline
+        && progress
+            .iter()
+            .any(|p| !missing(&p.lock(), &sent).is_empty())
+    {
+        assert!(!tasks.iter().any(|t| t.is_finished()), "a member failed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A moment more, so a duplicate or stray message would still be caught by `take`.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut members = Vec::new();
+    for t in tasks {
+        members.push(t.await.unwrap());
+    }
+    (members, sent, fault_at)
+}
+
+/// Every member has every message acknowledged after its last `recovered:false` rejoin (and
+/// in-order, exactly-once delivery was checked as they arrived).
+fn assert_nothing_lost_silently(members: &[Member], sent: &[Sent]) {
+    for m in members {
+        let missed = missing(&m.progress.lock(), sent);
+        assert!(
+            missed.is_empty(),
+            "{} silently missed {missed:?} (recovered {} times, lost_at {:?})",
+            m.name,
+            m.recovered,
+            m.lost_at()
+        );
+    }
+}
+
+#[tokio::test]
+async fn engine_node_loss_members_vanish_and_clients_recover_exactly_what_they_missed() {
+    let Some(url) = service("EVD_TEST_REDIS_CLUSTER") else {
+        return;
+    };
+    let org = org();
+    let mut nodes = engines(&url, 3).await;
+    let room = "session:S1";
+    let mut watcher = connect(&nodes[0].url, "watcher", &org).await;
+    joined(watcher.join(room, 0, None).await);
+    let mut victim = connect(&nodes[2].url, "victim", &org).await;
+    let j = joined(victim.join(room, 0, None).await);
+    let mut sender = connect(&nodes[1].url, "sender", &org).await;
+    for k in 0..3 {
+        assert!(matches!(
+            sender.say(room, &format!("seen-{k}"), None).await,
+            Event::Ack(_)
+        ));
+    }
+    let mut pos = StreamPosition {
+        epoch: j.epoch,
+        offset: j.offset,
+    };
+    for _ in 0..3 {
+        pos.offset = victim.message().await.offset;
+    }
+    let count = joined(watcher.join(room, 0, None).await).presence.count;
+    assert_eq!(count, 2, "the watcher and the victim");
+
+    nodes[2].kill().await;
+    let killed = Instant::now();
+    // Its member leaves presence once the ttl has passed (announced like any leave).
+    let update = tokio::time::timeout(
+        CONVERGE,
+        watcher.next_where(|e| match e {
+            Event::PresenceUpdate(u)
+                if u.leaves
+                    .as_ref()
+                    .is_some_and(|l| l.iter().any(|m| m.user == "victim")) =>
+            {
+                Some(u)
+            }
+            _ => None,
+        }),
+    )
+    .await
+    .expect("the dead node's member leaves");
+    assert_eq!(update.count, 1);
+    eprintln!(
+        "dead node's member left presence after {:.2}s (ttl {:.1}s)",
+        killed.elapsed().as_secs_f64(),
+        PRESENCE_TTL_MS as f64 / 1000.0
+    );
+    let snap = joined(watcher.join(room, 0, None).await).presence;
+    assert_eq!(snap.count, 1);
+    assert!(snap.members.iter().all(|m| m.user != "victim"));
+
+    // Messages while the victim is away; it comes back on another node and recovers them.
+    let mut missed = Vec::new();
+    for k in 0..4 {
+        let text = format!("missed-{k}");
+        match sender.say(room, &text, None).await {
+            Event::Ack(a) => missed.push((a.offset.unwrap(), text)),
+            other => panic!("{other:?}"),
+        }
+    }
+    let mut back = connect(&nodes[0].url, "victim", &org).await;
+    let j = joined(back.join(room, 0, Some(pos)).await);
+    assert!(j.recovered);
+    let recovered: Vec<(u64, String)> = j.history.into_iter().map(|m| (m.offset, m.text)).collect();
+    assert_eq!(recovered, missed, "exactly what it missed");
+    // And live delivery resumes after them.
+    assert!(matches!(
+        sender.say(room, "live", None).await,
+        Event::Ack(_)
+    ));
+    let m = back.message().await;
+    assert_eq!(
+        (m.offset, m.text.as_str()),
+        (missed.last().unwrap().0 + 1, "live")
+    );
+}
+
+/// A primary: port, node id, slot ranges.
+type Primary = (u16, String, Vec<(u16, u16)>);
+
+/// A cluster of this test's own, started and stopped with `scripts/redis-cluster.sh`.
+struct OwnCluster {
+    base: u16,
+}
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/redis-cluster.sh")
+}
+
+impl OwnCluster {
+    fn start(base: u16) -> OwnCluster {
+        let out = std::process::Command::new(script())
+            .args(["start", &base.to_string()])
+            .output()
+            .expect("run scripts/redis-cluster.sh");
+        assert!(
+            out.status.success(),
+            "cluster start: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        OwnCluster { base }
+    }
+
+    fn url(&self) -> String {
+        let b = self.base;
+        format!(
+            "redis-cluster://127.0.0.1:{b},127.0.0.1:{},127.0.0.1:{}",
+            b + 1,
+            b + 2
+        )
+    }
+
+    fn cli(&self, port: u16, args: &[&str]) -> String {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-p", &port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// Primaries: (port, node id, slot ranges).
+    fn primaries(&self) -> Vec<Primary> {
+        let ports = self.base..self.base + 6;
+        for port in ports {
+            let nodes = self.cli(port, &["cluster", "nodes"]);
+            if nodes.is_empty() {
+                continue;
+            }
+            return nodes
+                .lines()
+                .filter_map(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    if !f.get(2)?.contains("master") || f.get(2)?.contains("fail") {
+                        return None;
+                    }
+                    let port: u16 = f[1].split(['@', ':']).nth(1)?.parse().ok()?;
+                    let ranges = f[8..]
+                        .iter()
+                        .filter(|r| !r.starts_with('['))
+                        .filter_map(|r| {
+                            let (a, b) = r.split_once('-').unwrap_or((r, r));
+                            Some((a.parse().ok()?, b.parse().ok()?))
+                        })
+                        .collect();
+                    Some((port, f[0].to_owned(), ranges))
+                })
+                .collect();
+        }
+        panic!("no cluster node answers")
+    }
+
+    fn owner(&self, slot: u16) -> (u16, String) {
+        self.primaries()
+            .into_iter()
+            .find(|(_, _, r)| r.iter().any(|(a, b)| (*a..=*b).contains(&slot)))
+            .map(|(p, id, _)| (p, id))
+            .expect("slot has an owner")
+    }
+
+    fn slot(&self, key: &str) -> u16 {
+        self.cli(self.base, &["cluster", "keyslot", key])
+            .parse()
+            .unwrap()
+    }
+
+    fn pid(&self, port: u16) -> String {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        std::fs::read_to_string(root.join(format!(".cluster/{}/{port}.pid", self.base)))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(script())
+            .args(["stop", &self.base.to_string()])
+            .output();
+    }
+}
+
+fn channel(org: &str, room: &str) -> String {
+    format!("evd:{{{org} {room}}}")
+}
+
+#[tokio::test]
+async fn redis_primary_loss_fanout_resumes_and_nothing_is_lost_silently() {
+    let Some(_) = service("EVD_TEST_REDIS_CLUSTER") else {
+        return;
+    };
+    let cluster = OwnCluster::start(7200);
+    let org = org();
+    let room = "session:S1";
+    let nodes = engines(&cluster.url(), 3).await;
+    let urls: Vec<String> = nodes.iter().map(|n| n.url.clone()).collect();
+    let slot = cluster.slot(&channel(&org, room));
+    let (port, _) = cluster.owner(slot);
+    let pid = cluster.pid(port);
+    let (members, sent, killed) =
+        chat_through_fault(urls, &nodes[0].url, &org, room, 10, 40, || async {
+            let ok = std::process::Command::new("kill")
+                .args(["-9", &pid])
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "SIGKILL the primary of slot {slot} on port {port}");
+        })
+        .await;
+    assert_nothing_lost_silently(&members, &sent);
+    // The pause: from the kill until every member had a message sent after it.
+    let first_after = sent
+        .iter()
+        .position(|s| s.text == "after-0")
+        .expect("sent after the kill");
+    let after: BTreeSet<&str> = sent[first_after..]
+        .iter()
+        .map(|s| s.text.as_str())
+        .collect();
+    let pause = members
+        .iter()
+        .map(|m| {
+            m.got
+                .iter()
+                .find(|(t, _)| after.contains(t.as_str()))
+                .map_or(CONVERGE, |(_, at)| at.duration_since(killed))
+        })
+        .max()
+        .unwrap();
+    let lost: Vec<&str> = members
+        .iter()
+        .filter(|m| m.lost_at().is_some())
+        .map(|m| m.name.as_str())
+        .collect();
+    eprintln!(
+        "redis primary SIGKILL: fanout paused {:.2}s; {} of {} members got recovered:false ({lost:?})",
+        pause.as_secs_f64(),
+        lost.len(),
+        members.len()
+    );
+}
+
+#[tokio::test]
+async fn slot_migration_under_an_active_room_keeps_delivering() {
+    let Some(_) = service("EVD_TEST_REDIS_CLUSTER") else {
+        return;
+    };
+    let cluster = OwnCluster::start(7300);
+    let org = org();
+    let room = "session:S1";
+    let nodes = engines(&cluster.url(), 3).await;
+    let urls: Vec<String> = nodes.iter().map(|n| n.url.clone()).collect();
+    let slot = cluster.slot(&channel(&org, room));
+    let (src_port, src_id) = cluster.owner(slot);
+    let (dst_port, dst_id) = cluster
+        .primaries()
+        .into_iter()
+        .find(|(p, _, _)| *p != src_port)
+        .map(|(p, id, _)| (p, id))
+        .unwrap();
+    let all_primaries: Vec<u16> = cluster.primaries().iter().map(|(p, _, _)| *p).collect();
+    let s = slot.to_string();
+    let (members, sent, _) =
+        chat_through_fault(urls, &nodes[1].url, &org, room, 10, 30, || async {
+            // The resharding steps of `redis-cli --cluster reshard`, for one slot.
+            cluster.cli(dst_port, &["cluster", "setslot", &s, "importing", &src_id]);
+            cluster.cli(src_port, &["cluster", "setslot", &s, "migrating", &dst_id]);
+            let keys = cluster.cli(src_port, &["cluster", "getkeysinslot", &s, "1000"]);
+            let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
+            assert!(!keys.is_empty(), "the room's keys live in slot {s}");
+            let dst = dst_port.to_string();
+            let mut args = vec!["migrate", "127.0.0.1", &dst, "", "0", "5000", "KEYS"];
+            args.extend(keys);
+            let out = cluster.cli(src_port, &args);
+            assert!(
+                out.contains("OK") || out.contains("NOKEY"),
+                "migrate: {out}"
+            );
+            for p in [dst_port, src_port].iter().chain(&all_primaries) {
+                cluster.cli(*p, &["cluster", "setslot", &s, "node", &dst_id]);
+            }
+            assert_eq!(cluster.owner(slot).0, dst_port, "the slot moved");
+        })
+        .await;
+    assert_nothing_lost_silently(&members, &sent);
+    let lost = members.iter().filter(|m| m.lost_at().is_some()).count();
+    assert_eq!(
+        lost, 0,
+        "a migration keeps the history: every member recovers its gap"
+    );
+    let per_member: HashMap<&str, usize> = members
+        .iter()
+        .map(|m| (m.name.as_str(), m.got.len()))
+        .collect();
+    eprintln!("slot {slot} moved {src_port} -> {dst_port}; delivered per member: {per_member:?}");
+}

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Several `evd engine` nodes on one Redis (Cluster), for tests, demos and the load harness.
+#
+#   scripts/cluster.sh start N    # N nodes on consecutive ports from $EVD_NODES_PORT (default 9000)
+#   scripts/cluster.sh stop
+#   scripts/cluster.sh urls       # one ws:// URL per running node
+#
+# Environment:
+#   EVD_BROKER_URL  the Redis to share (default: the cluster of scripts/redis-cluster.sh on its
+#                   default ports, started first if it is not up);
+#   DATABASE_URL    a shared store, e.g. postgres://postgres@127.0.0.1/evd (default: one SQLite
+#                   file per node, enough for chat and presence);
+#   EVD_BIN         the evd binary (default: target/release/evd, built if missing);
+#   any other EVD_* setting is passed to every node.
+# Logs, PIDs and SQLite files live in ./.cluster/nodes/ (gitignored). `stop` kills recorded PIDs.
+set -euo pipefail
+
+cmd=${1:-}
+root="$(cd "$(dirname "$0")/.." && pwd)"
+dir="$root/.cluster/nodes"
+base=${EVD_NODES_PORT:-9000}
+
+stop() {
+  [ -d "$dir" ] || return 0
+  for f in "$dir"/*.pid; do
+    [ -e "$f" ] || continue
+    pid=$(cat "$f")
+    if kill -0 "$pid" 2>/dev/null; then kill "$pid" 2>/dev/null || true; fi
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    rm -f "$f"
+  done
+}
+
+urls() {
+  [ -d "$dir" ] || return 0
+  for f in "$dir"/*.pid; do
+    [ -e "$f" ] || continue
+    echo "ws://127.0.0.1:$(basename "$f" .pid)/ws"
+  done
+}
+
+start() {
+  local n=${1:-3}
+  stop
+  mkdir -p "$dir"
+  local bin=${EVD_BIN:-$root/target/release/evd}
+  if [ ! -x "$bin" ]; then
+    (cd "$root" && cargo build --release -p evd-engine --bin evd)
+  fi
+  if [ -z "${EVD_BROKER_URL:-}" ]; then
+    if ! redis-cli -p "${EVD_CLUSTER_PORT:-7000}" cluster info 2>/dev/null | grep -q cluster_state:ok; then
+      "$root/scripts/redis-cluster.sh" start
+    fi
+    EVD_BROKER_URL=$("$root/scripts/redis-cluster.sh" seeds)
+  fi
+  export EVD_BROKER_URL
+  # One process may hold this many sockets; ask for what the machine allows.
+  ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+  for i in $(seq 0 $((n - 1))); do
+    local port=$((base + i))
+    local db=${DATABASE_URL:-sqlite://$dir/$port.db}
+    EVD_LISTEN=127.0.0.1:$port EVD_NODE_ID=node-$port EVD_DATABASE_URL=$db \
+      "$bin" engine >"$dir/$port.log" 2>&1 &
+    echo $! >"$dir/$port.pid"
+  done
+  for i in $(seq 0 $((n - 1))); do
+    local port=$((base + i)) ok=0
+    for _ in $(seq 300); do
+      if curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; then ok=1; break; fi
+      kill -0 "$(cat "$dir/$port.pid")" 2>/dev/null || break
+      sleep 0.1
+    done
+    if [ "$ok" != 1 ]; then
+      echo "node on $port did not come up; its log:" >&2
+      tail -20 "$dir/$port.log" >&2
+      stop
+      exit 1
+    fi
+    echo "ws://127.0.0.1:$port/ws pid $(cat "$dir/$port.pid")"
+  done
+  echo "broker: $EVD_BROKER_URL"
+}
+
+case "$cmd" in
+  start) start "${2:-3}" ;;
+  stop) stop ;;
+  urls) urls ;;
+  *) echo "usage: $0 start N|stop|urls" >&2; exit 2 ;;
+esac

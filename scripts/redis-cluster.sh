@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# A local Redis Cluster for tests, demos and the load harness: 3 primaries + 3 replicas on
+# loopback, from the `redis-server` binary, no persistence.
+#
+#   scripts/redis-cluster.sh start [BASE]   # ports BASE..BASE+5 (default 7000, or $EVD_CLUSTER_PORT)
+#   scripts/redis-cluster.sh stop [BASE]
+#   scripts/redis-cluster.sh seeds [BASE]   # prints the seed list for EVD_BROKER_URL
+#
+# Data and PID files live in ./.cluster/<BASE>/ (gitignored). `start` waits until every node
+# reports cluster_state:ok; `stop` kills the recorded PIDs only.
+# Environment: EVD_CLUSTER_NODE_TIMEOUT_MS (cluster-node-timeout, default 2000: a dead primary's
+# replica takes over within a few seconds).
+set -euo pipefail
+
+cmd=${1:-}
+base=${2:-${EVD_CLUSTER_PORT:-7000}}
+node_timeout=${EVD_CLUSTER_NODE_TIMEOUT_MS:-2000}
+root="$(cd "$(dirname "$0")/.." && pwd)"
+dir="$root/.cluster/$base"
+ports=()
+for i in 0 1 2 3 4 5; do ports+=($((base + i))); done
+
+seeds() {
+  local s=""
+  for p in "${ports[@]:0:3}"; do s+="${s:+,}127.0.0.1:$p"; done
+  echo "redis-cluster://$s"
+}
+
+stop() {
+  [ -d "$dir" ] || return 0
+  for f in "$dir"/*.pid; do
+    [ -e "$f" ] || continue
+    pid=$(cat "$f")
+    if kill -0 "$pid" 2>/dev/null; then kill "$pid" 2>/dev/null || true; fi
+    rm -f "$f"
+  done
+  # Give them a moment to release the ports.
+  for _ in $(seq 50); do
+    alive=0
+    for p in "${ports[@]}"; do
+      redis-cli -p "$p" ping >/dev/null 2>&1 && alive=1
+    done
+    [ "$alive" = 0 ] && break
+    sleep 0.1
+  done
+  rm -rf "$dir"
+}
+
+start() {
+  command -v redis-server >/dev/null || { echo "redis-server not found" >&2; exit 1; }
+  stop
+  mkdir -p "$dir"
+  for p in "${ports[@]}"; do
+    mkdir -p "$dir/$p"
+    redis-server --port "$p" --bind 127.0.0.1 --cluster-enabled yes \
+      --cluster-config-file "$dir/$p/nodes.conf" --cluster-node-timeout "$node_timeout" \
+      --dir "$dir/$p" --save '' --appendonly no --daemonize no \
+      --logfile "$dir/$p/redis.log" --maxclients 20000 >/dev/null 2>&1 &
+    echo $! >"$dir/$p.pid"
+  done
+  for p in "${ports[@]}"; do
+    for _ in $(seq 100); do
+      redis-cli -p "$p" ping >/dev/null 2>&1 && break
+      sleep 0.05
+    done
+  done
+  hosts=()
+  for p in "${ports[@]}"; do hosts+=("127.0.0.1:$p"); done
+  redis-cli --cluster create "${hosts[@]}" --cluster-replicas 1 --cluster-yes >"$dir/create.log" 2>&1 \
+    || { cat "$dir/create.log" >&2; stop; exit 1; }
+  for p in "${ports[@]}"; do
+    ok=0
+    for _ in $(seq 300); do
+      if redis-cli -p "$p" cluster info 2>/dev/null | grep -q 'cluster_state:ok'; then ok=1; break; fi
+      sleep 0.1
+    done
+    [ "$ok" = 1 ] || { echo "node $p never reached cluster_state:ok" >&2; stop; exit 1; }
+  done
+  # Replicas must know their primary before a failover test can rely on them.
+  for _ in $(seq 100); do
+    n=$(redis-cli -p "${ports[0]}" cluster nodes | grep -c ' slave ' || true)
+    [ "$n" -ge 3 ] && break
+    sleep 0.1
+  done
+  echo "redis cluster up on 127.0.0.1:${ports[0]}..${ports[5]}; pids: $(cat "$dir"/*.pid | tr '\n' ' ')"
+  echo "EVD_BROKER_URL=$(seeds)"
+}
+
+case "$cmd" in
+  start) start ;;
+  stop) stop ;;
+  seeds) seeds ;;
+  *) echo "usage: $0 start|stop|seeds [port base]" >&2; exit 2 ;;
+esac
