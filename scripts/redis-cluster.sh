@@ -54,6 +54,7 @@ start() {
     mkdir -p "$dir/$p"
     redis-server --port "$p" --bind 127.0.0.1 --cluster-enabled yes \
       --cluster-config-file "$dir/$p/nodes.conf" --cluster-node-timeout "$node_timeout" \
+      --cluster-replica-validity-factor 0 \
       --dir "$dir/$p" --save '' --appendonly no --daemonize no \
       --logfile "$dir/$p/redis.log" --maxclients 20000 >/dev/null 2>&1 &
     echo $! >"$dir/$p.pid"
@@ -76,11 +77,14 @@ start() {
     done
     [ "$ok" = 1 ] || { echo "node $p never reached cluster_state:ok" >&2; stop; exit 1; }
   done
-  # Replicas must know their primary before a failover test can rely on them.
-  for _ in $(seq 100); do
-    n=$(redis-cli -p "${ports[0]}" cluster nodes | grep -c ' slave ' || true)
-    [ "$n" -ge 3 ] && break
-    sleep 0.1
+  # A failover needs replicas that have synced with their primary.
+  for p in "${ports[@]}"; do
+    for _ in $(seq 300); do
+      info=$(redis-cli -p "$p" info replication 2>/dev/null)
+      if grep -q 'role:master' <<<"$info" && grep -q 'connected_slaves:1' <<<"$info"; then break; fi
+      if grep -q 'master_link_status:up' <<<"$info"; then break; fi
+      sleep 0.1
+    done
   done
   echo "redis cluster up on 127.0.0.1:${ports[0]}..${ports[5]}; pids: $(cat "$dir"/*.pid | tr '\n' ' ')"
   echo "EVD_BROKER_URL=$(seeds)"
