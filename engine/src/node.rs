@@ -161,6 +161,8 @@ impl NodeBuilder {
         let broker = match self.broker {
             Some(factory) => factory(&id, handler, &shutdown),
             None => {
+                // One node, nothing to lose contact with.
+                ::metrics::gauge!(metrics::BROKER_CONNECTED).set(1.0);
                 let b = MemoryBroker::new(&id, settings.history.clone(), handler);
                 b.spawn_sweeper(&shutdown);
                 b

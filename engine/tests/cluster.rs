@@ -13,10 +13,17 @@
 mod common;
 
 use common::*;
+use evd_engine::Shutdown;
+use evd_engine::broker::redis::{RedisBroker, RedisConn};
+use evd_engine::broker::{Broker, BrokerHandler, HistoryRequest, NewMessage};
+use evd_engine::room_key::RoomKey;
+use evd_engine::settings::{BrokerSettings, HistorySettings};
 use evd_protocol::Codec;
 use evd_protocol::auth::{Claims, JwtSettings, Role};
+use evd_protocol::bus::{Body, Envelope};
 use evd_protocol::event::{Event, RoomJoined};
 use evd_protocol::op::{JoinRoom, Op, SendMessage, StreamPosition};
+use fred::prelude::{ClientLike, HashesInterface, KeysInterface};
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -253,6 +260,148 @@ async fn presence_spans_nodes_and_counts_a_user_once() {
             .collect();
         assert_eq!(leaves, ["alice"], "{who}");
     }
+    // A join announced once reaches each member as one update, not one per node.
+    let mut dave = connect(&nodes[0].url, "dave", &org).await;
+    joined(dave.join(room, 0, None).await);
+    for (who, c) in [("olga", &mut obs), ("bob", &mut b2)] {
+        let mut updates = 0;
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            if let Ok(Some(Event::PresenceUpdate(u))) =
+                c.next_or_close(Duration::from_millis(100)).await
+                && u.joins.iter().flatten().any(|m| m.user == "dave")
+            {
+                assert_eq!(u.count, 3, "{who}: {u:?}");
+                updates += 1;
+            }
+        }
+        assert_eq!(updates, 1, "{who} saw dave join once");
+    }
+}
+
+/// Records what the broker delivers.
+#[derive(Default)]
+struct Recorder(parking_lot::Mutex<Vec<u64>>);
+
+impl BrokerHandler for Recorder {
+    fn handle(&self, _room: &RoomKey, envelope: &Envelope) {
+        if let Body::Chat { message, .. } = &envelope.body {
+            self.0.lock().push(message.offset);
+        }
+    }
+}
+
+#[tokio::test]
+async fn standalone_history_idempotency_and_epochs() {
+    let Some(url) = service("EVD_TEST_REDIS_URL") else {
+        return;
+    };
+    let settings = BrokerSettings {
+        url,
+        ..BrokerSettings::default()
+    };
+    let conn = RedisConn::connect(&settings).await.unwrap();
+    let client = conn.client.clone();
+    let shutdown = Shutdown::new();
+    let rec = Arc::new(Recorder::default());
+    let history = HistorySettings {
+        size: 3,
+        ..HistorySettings::default()
+    };
+    let broker = RedisBroker::start("t", conn, history, settings, rec.clone(), &shutdown);
+    let room = RoomKey::new(&org(), evd_protocol::RoomName::parse("session:S1").unwrap());
+    broker.subscribe(&room).await.unwrap();
+    let msg = |text: &str, client_id: Option<&str>| NewMessage {
+        id: text.into(),
+        user: "u1".into(),
+        text: text.into(),
+        ts: 0,
+        client_id: client_id.map(str::to_owned),
+    };
+    for i in 1..=4u64 {
+        let p = broker
+            .publish(&room, msg(&format!("m{i}"), Some(&format!("c{i}"))))
+            .await
+            .unwrap();
+        assert_eq!((p.offset, p.duplicate), (i, false));
+    }
+    let again = broker.publish(&room, msg("m1", Some("c1"))).await.unwrap();
+    assert_eq!(
+        (again.offset, again.duplicate),
+        (1, true),
+        "a resend is acknowledged, not stored"
+    );
+    let h = broker
+        .history(&room, HistoryRequest::Latest(10))
+        .await
+        .unwrap();
+    let epoch = h.epoch.clone();
+    assert_eq!(h.offset, 4);
+    assert_eq!(
+        h.messages.iter().map(|m| m.offset).collect::<Vec<_>>(),
+        [2, 3, 4],
+        "capped at 3"
+    );
+    let since = |offset| {
+        HistoryRequest::Since(StreamPosition {
+            epoch: epoch.clone(),
+            offset,
+        })
+    };
+    let h = broker.history(&room, since(2)).await.unwrap();
+    assert!(h.complete);
+    assert_eq!(
+        h.messages
+            .iter()
+            .map(|m| m.text.as_str())
+            .collect::<Vec<_>>(),
+        ["m3", "m4"]
+    );
+    assert!(
+        !broker.history(&room, since(0)).await.unwrap().complete,
+        "offset 1 is gone"
+    );
+    assert!(
+        !broker.history(&room, since(5)).await.unwrap().complete,
+        "no future offsets"
+    );
+    // Delivered to the subscriber in order, once.
+    let deadline = Instant::now() + PATIENCE;
+    while rec.0.lock().len() < 4 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(*rec.0.lock(), [1, 2, 3, 4]);
+
+    let meta = format!("{}:m", room.channel());
+    // Keys that moved here by slot migration (written by another primary) keep their history.
+    let _: () = client
+        .hset(&meta, ("r", "some-other-primarys-replication-id"))
+        .await
+        .unwrap();
+    assert!(broker.history(&room, since(3)).await.unwrap().complete);
+    // Written by the primary this one replaced (its previous replication id): the last writes may
+    // be missing, so a new epoch starts.
+    let info: String = client
+        .info(Some(fred::types::InfoKind::Replication))
+        .await
+        .unwrap();
+    let replid2 = info
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("master_replid2:"))
+        .unwrap()
+        .to_owned();
+    let _: () = client.hset(&meta, ("r", replid2)).await.unwrap();
+    let h = broker.history(&room, since(3)).await.unwrap();
+    assert!(!h.complete);
+    assert_ne!(h.epoch, epoch);
+    assert_eq!(h.offset, 0);
+    let epoch2 = h.epoch;
+    // A flush (or expiry): a new epoch again.
+    let _: () = client.del(&meta).await.unwrap();
+    let p = broker.publish(&room, msg("fresh", None)).await.unwrap();
+    assert_eq!(p.offset, 1);
+    assert_ne!(p.epoch, epoch2);
+    shutdown.stop();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -287,15 +436,9 @@ async fn request(client: &mut Client, op: Op) -> Result<Event, ()> {
     out
 }
 
-/// Connects, or `None` if the node is gone.
+/// Connects, or `None` if the node is gone or drops the connection.
 async fn try_connect_to(url: &str, user: &str, org: &str) -> Option<Client> {
-    let addr: std::net::SocketAddr = url
-        .trim_start_matches("ws://")
-        .trim_end_matches("/ws")
-        .parse()
-        .unwrap();
-    tokio::net::TcpStream::connect(addr).await.ok()?;
-    Some(connect(url, user, org).await)
+    Client::connect_opt(url, &token(user, org), Codec::Json).await
 }
 
 /// A room member that survives faults: on `RECONNECT` or a close it reconnects to a live node

@@ -162,6 +162,13 @@ pub async fn run_connection(
         Err(e) => {
             tracing::warn!(error = %e, "could not open connection");
             node.metrics.closed("internal");
+            // 1011: a server-side failure; the client reconnects with backoff.
+            let close = Message::Close(Some(axum::extract::ws::CloseFrame {
+                code: 1011,
+                reason: "backend unavailable".into(),
+            }));
+            let mut socket = socket;
+            let _ = tokio::time::timeout(Duration::from_secs(1), socket.send(close)).await;
             return;
         }
     };

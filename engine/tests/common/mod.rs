@@ -256,6 +256,43 @@ impl Client {
         c
     }
 
+    /// Connects and reads `HELLO`, or `None` if the node is gone, refuses, or closes first.
+    pub async fn connect_opt(url: &str, token: &str, codec: Codec) -> Option<Client> {
+        let mut req = url.into_client_request().ok()?;
+        req.headers_mut().insert(
+            "authorization",
+            HeaderValue::from_str(&format!("Bearer {token}")).ok()?,
+        );
+        req.headers_mut().insert(
+            "sec-websocket-protocol",
+            HeaderValue::from_static(codec.subprotocol()),
+        );
+        let addr: SocketAddr = req.uri().authority()?.as_str().parse().ok()?;
+        let stream = TcpStream::connect(addr).await.ok()?;
+        let (ws, _) = tokio::time::timeout(PATIENCE, tokio_tungstenite::client_async(req, stream))
+            .await
+            .ok()?
+            .ok()?;
+        let mut c = Client {
+            ws,
+            codec,
+            hello: evd_protocol::event::Hello {
+                conn: String::new(),
+                node: String::new(),
+                user: String::new(),
+                heartbeat_ms: 0,
+                server_time: 0,
+            },
+            inbox: VecDeque::new(),
+            next_ref: 1,
+        };
+        match c.next_or_close(PATIENCE).await {
+            Ok(Some(Event::Hello(h))) => c.hello = h,
+            _ => return None,
+        }
+        Some(c)
+    }
+
     pub async fn send_raw(&mut self, m: Message) {
         self.ws.send(m).await.unwrap();
     }
