@@ -651,6 +651,30 @@ mod tests {
 
     #[test]
     #[allow(clippy::result_large_err)] // figment's Jail closure type
+    fn broker_url_from_redis_url_or_evd_broker_url_and_redacted() {
+        Jail::expect_with(|jail| {
+            assert_eq!(Settings::load(None).expect("loads").broker.url, "memory");
+            jail.set_env("REDIS_URL", "redis://:hunter2@r1:6379");
+            let s = Settings::load(None).expect("loads");
+            assert_eq!(s.broker.url, "redis://:hunter2@r1:6379");
+            assert!(
+                !format!("{s:?}").contains("hunter2"),
+                "the password is redacted"
+            );
+            jail.set_env("EVD_BROKER_URL", "redis-cluster://h1:7000,h2:7001");
+            jail.set_env("EVD_BROKER_PROBE_INTERVAL_MS", "250");
+            let s = Settings::load(None).expect("loads");
+            assert_eq!(s.broker.url, "redis-cluster://h1:7000,h2:7001");
+            assert_eq!(s.broker.probe_interval_ms, 250);
+            jail.set_env("EVD_BROKER_URL", "kafka://nope");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(err.contains("broker.url"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail closure type
     fn bad_values_give_clear_errors() {
         Jail::expect_with(|jail| {
             jail.set_env("EVD_LIMITS_OPS_PER_SEC", "lots");

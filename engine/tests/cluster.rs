@@ -116,6 +116,14 @@ impl Engine {
         Engine { child, url }
     }
 
+    async fn metrics(&self) -> String {
+        let http = self
+            .url
+            .replace("ws://", "http://")
+            .replace("/ws", "/metrics");
+        reqwest::get(http).await.unwrap().text().await.unwrap()
+    }
+
     /// SIGKILL: no drain, no goodbye to Redis.
     async fn kill(&mut self) {
         self.child.start_kill().unwrap();
@@ -193,6 +201,12 @@ async fn chat_reaches_every_member_in_order_once(broker: &str) {
             matches!(m.next_or_close(Duration::from_millis(300)).await, Ok(None)),
             "member {n} got more than it should"
         );
+    }
+    for node in &nodes {
+        let text = node.metrics().await;
+        assert_eq!(metric(&text, "evd_broker_connected", ""), 1.0, "{text}");
+        assert!(metric(&text, "evd_broker_subscriptions", "") >= 1.0);
+        assert_eq!(metric(&text, "evd_broker_publish_errors_total", ""), 0.0);
     }
 }
 
@@ -883,6 +897,17 @@ async fn redis_primary_loss_fanout_resumes_and_nothing_is_lost_silently() {
         })
         .await;
     assert_nothing_lost_silently(&members, &sent);
+    let mut resubscribed = 0.0;
+    for node in &nodes {
+        let text = node.metrics().await;
+        resubscribed += metric(&text, "evd_broker_resubscribes_total", "");
+        assert_eq!(
+            metric(&text, "evd_broker_connected", ""),
+            1.0,
+            "reconnected: {text}"
+        );
+    }
+    assert!(resubscribed > 0.0, "the metrics show the resubscribes");
     // The pause: from the kill until every member had a message sent after it.
     let first_after = sent
         .iter()
@@ -958,6 +983,13 @@ async fn slot_migration_under_an_active_room_keeps_delivering() {
         })
         .await;
     assert_nothing_lost_silently(&members, &sent);
+    for node in &nodes {
+        let text = node.metrics().await;
+        assert!(
+            metric(&text, "evd_broker_resubscribes_total", "slot_moved") >= 1.0,
+            "each node followed the slot: {text}"
+        );
+    }
     let lost = members.iter().filter(|m| m.lost_at().is_some()).count();
     assert_eq!(
         lost, 0,
