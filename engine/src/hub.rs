@@ -88,6 +88,10 @@ struct Member {
     conn: Arc<Conn>,
     /// `Some` while the join is in flight: events wait here instead of the queue.
     joining: Option<Vec<Held>>,
+    /// The offset the join reply reported: chat at or below it is already the client's. A
+    /// broker filling a gap from history (after a lost subscription) may deliver such messages
+    /// again to members who joined meanwhile; this keeps them exactly-once.
+    floor: u64,
 }
 
 struct Held {
@@ -166,6 +170,7 @@ impl Hub {
                     Member {
                         conn: Arc::clone(conn),
                         joining: Some(Vec::new()),
+                        floor: 0,
                     },
                 );
                 false
@@ -199,7 +204,10 @@ impl Hub {
             .rooms
             .get_mut(room)
             .and_then(|r| r.members.get_mut(&conn.id))
-            .and_then(|m| m.joining.take());
+            .and_then(|m| {
+                m.floor = after_offset;
+                m.joining.take()
+            });
         // Under the shard lock, so no broadcast can slip between the reply and the held events.
         if let Some(reply) = reply {
             self.push(conn, reply);
@@ -240,6 +248,9 @@ impl Hub {
             return;
         };
         for member in r.members.values_mut() {
+            if member.joining.is_none() && offset.is_some_and(|o| o <= member.floor) {
+                continue;
+            }
             let item = Outbound {
                 payload: encoded.get(member.conn.codec),
                 published_at: Some(now),
@@ -593,6 +604,18 @@ mod tests {
             drain(&h, &a),
             vec![chat(1), chat(2)],
             "active members get everything, in order"
+        );
+        // A member that joined at offset 3 while the broker's subscription was down: the
+        // broker's gap fill later delivers 3 (new to the others) and 4; it gets only 4.
+        let c = conn(3, Codec::Json);
+        h.join(&r, &c);
+        h.activate(&r, &c, None, 3);
+        h.deliver(&r, &chat(3), Some(3));
+        h.deliver(&r, &chat(4), Some(4));
+        assert_eq!(
+            drain(&h, &c),
+            vec![chat(4)],
+            "nothing at or below its join offset"
         );
     }
 

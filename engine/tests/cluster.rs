@@ -23,7 +23,7 @@ use evd_protocol::auth::{Claims, JwtSettings, Role};
 use evd_protocol::bus::{Body, Envelope};
 use evd_protocol::event::{Event, RoomJoined};
 use evd_protocol::op::{JoinRoom, Op, SendMessage, StreamPosition};
-use fred::prelude::{ClientLike, HashesInterface, KeysInterface};
+use fred::prelude::{ClientLike, HashesInterface, KeysInterface, PubsubInterface};
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -415,6 +415,70 @@ async fn standalone_history_idempotency_and_epochs() {
     let p = broker.publish(&room, msg("fresh", None)).await.unwrap();
     assert_eq!(p.offset, 1);
     assert_ne!(p.epoch, epoch2);
+    shutdown.stop();
+}
+
+#[tokio::test]
+async fn standalone_probe_catches_subscriptions_that_silently_died() {
+    let Some(url) = service("EVD_TEST_REDIS_URL") else {
+        return;
+    };
+    let settings = BrokerSettings {
+        url,
+        probe_interval_ms: 100,
+        probe_timeout_ms: 500,
+        ..BrokerSettings::default()
+    };
+    let conn = RedisConn::connect(&settings).await.unwrap();
+    let behind_its_back = conn.clone();
+    let shutdown = Shutdown::new();
+    let rec = Arc::new(Recorder::default());
+    let node = format!("probe-{}", fastrand::u32(..));
+    let broker = RedisBroker::start(
+        &node,
+        conn,
+        HistorySettings::default(),
+        settings,
+        rec.clone(),
+        &shutdown,
+    );
+    let room = RoomKey::new(&org(), evd_protocol::RoomName::parse("session:S1").unwrap());
+    broker.subscribe(&room).await.unwrap();
+    let msg = |i: u64| NewMessage {
+        id: i.to_string(),
+        user: "u1".into(),
+        text: i.to_string(),
+        ts: 0,
+        client_id: None,
+    };
+    let wait_for = |n: usize| {
+        let rec = Arc::clone(&rec);
+        async move {
+            let deadline = Instant::now() + PATIENCE;
+            while rec.0.lock().len() < n && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            rec.0.lock().clone()
+        }
+    };
+    for i in 1..=3 {
+        broker.publish(&room, msg(i)).await.unwrap();
+    }
+    assert_eq!(wait_for(3).await, [1, 2, 3]);
+    // The connection stays up, but its subscriptions are gone and nobody told the broker.
+    let probe_channel = format!("evd:probe:{{{node}}}");
+    behind_its_back
+        .sub
+        .sunsubscribe(vec![room.channel(), probe_channel])
+        .await
+        .unwrap();
+    for i in 4..=6 {
+        broker.publish(&room, msg(i)).await.unwrap();
+    }
+    // The probe times out, the room is resubscribed and its gap read from history.
+    assert_eq!(wait_for(6).await, [1, 2, 3, 4, 5, 6]);
+    broker.publish(&room, msg(7)).await.unwrap();
+    assert_eq!(wait_for(7).await, [1, 2, 3, 4, 5, 6, 7], "live again");
     shutdown.stop();
 }
 

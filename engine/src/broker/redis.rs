@@ -952,16 +952,13 @@ impl Broker for RedisBroker {
             r.unsubscribe_at = None;
             return Ok(());
         }
-        // The position before subscribing: anything published between it and the subscription
-        // shows up as a gap on the first message and is read from history.
-        let pos = inner.read_history(room, &HistoryRequest::Latest(0)).await?;
         inner.rooms.lock().insert(
             channel.clone(),
             RoomSub {
                 key: room.clone(),
                 wanted: true,
                 unsubscribe_at: None,
-                last: Some((pos.epoch, pos.offset)),
+                last: None,
                 recovering: None,
                 owner: inner.owner_of(&channel),
             },
@@ -969,6 +966,22 @@ impl Broker for RedisBroker {
         if let Err(e) = inner.conn.sub.ssubscribe(channel.clone()).await {
             inner.rooms.lock().remove(&channel);
             return Err(unavailable(e));
+        }
+        // The position once subscribed: later messages arrive here. Earlier ones are the
+        // joiner's history (read after this returns), so they are not delivered live.
+        let pos = match inner.read_history(room, &HistoryRequest::Latest(0)).await {
+            Ok(pos) => pos,
+            Err(e) => {
+                inner.rooms.lock().remove(&channel);
+                let _ = inner.conn.sub.sunsubscribe(channel).await;
+                return Err(e);
+            }
+        };
+        if let Some(r) = inner.rooms.lock().get_mut(&channel) {
+            match &r.last {
+                Some((epoch, offset)) if *epoch == pos.epoch && *offset >= pos.offset => {}
+                _ => r.last = Some((pos.epoch, pos.offset)),
+            }
         }
         inner
             .metrics
