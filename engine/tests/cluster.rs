@@ -73,11 +73,16 @@ struct Engine {
 
 impl Engine {
     async fn start(broker: &str, id: &str) -> Engine {
+        Engine::start_with(broker, id, "engine", "sqlite::memory:").await
+    }
+
+    /// `mode` is `engine` or `serve` (with the REST API); `db` the store.
+    async fn start_with(broker: &str, id: &str, mode: &str, db: &str) -> Engine {
         let mut child = Command::new(env!("CARGO_BIN_EXE_evd"))
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("EVD_JWT_SECRET", SECRET)
-            .env("EVD_DATABASE_URL", "sqlite::memory:")
+            .env("EVD_DATABASE_URL", db)
             .env("EVD_BROKER_URL", broker)
             .env("EVD_NODE_ID", id)
             .env("EVD_TICK_MS", "20")
@@ -89,7 +94,7 @@ impl Engine {
             .env("EVD_BROKER_UNSUBSCRIBE_DELAY_MS", "300")
             .env("EVD_BROKER_COMMAND_TIMEOUT_MS", "1000")
             .env("EVD_LOG", "info,fred=warn")
-            .args(["engine", "--listen", "127.0.0.1:0"])
+            .args([mode, "--listen", "127.0.0.1:0"])
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .kill_on_drop(true)
@@ -197,10 +202,12 @@ async fn chat_reaches_every_member_in_order_once(broker: &str) {
             "member {n}: every message, in offset order, once"
         );
         // Nothing more arrives: no duplicates trailing behind.
-        assert!(
-            matches!(m.next_or_close(Duration::from_millis(300)).await, Ok(None)),
-            "member {n} got more than it should"
-        );
+        while let Ok(Some(e)) = m.next_or_close(Duration::from_millis(300)).await {
+            assert!(
+                !matches!(e, Event::MessageReceived(_)),
+                "member {n} got more than it should: {e:?}"
+            );
+        }
     }
     for node in &nodes {
         let text = node.metrics().await;
@@ -480,6 +487,93 @@ async fn standalone_probe_catches_subscriptions_that_silently_died() {
     broker.publish(&room, msg(7)).await.unwrap();
     assert_eq!(wait_for(7).await, [1, 2, 3, 4, 5, 6, 7], "live again");
     shutdown.stop();
+}
+
+/// Poll results are absolute tallies merged by maximum: each vote reaches each member as at
+/// most one `POLL_RESULTS`, however many nodes relay it, and the relayed `POLL_CREATED` arrives
+/// once. Needs PostgreSQL too (the nodes share the store).
+#[tokio::test]
+async fn poll_results_across_nodes_do_not_multiply() {
+    let Some(url) = service("EVD_TEST_REDIS_CLUSTER") else {
+        return;
+    };
+    let Some(db) = evd_api::test_util::TestDb::postgres("cluster").await else {
+        return;
+    };
+    let tag = fastrand::u32(..);
+    let mut nodes = vec![Engine::start_with(&url, &format!("p0-{tag}"), "serve", &db.url).await];
+    for i in 1..3 {
+        nodes.push(Engine::start_with(&url, &format!("p{i}-{tag}"), "serve", &db.url).await);
+    }
+    let jwt = JwtSettings {
+        secret: Some(SECRET.into()),
+        ..Default::default()
+    };
+    let api = Remote {
+        addr: nodes[0]
+            .url
+            .trim_start_matches("ws://")
+            .trim_end_matches("/ws")
+            .parse()
+            .unwrap(),
+        signer: jwt.signer().unwrap(),
+    };
+    let org = org();
+    let (owner, _event, session) = api.seed(&org, "olive", 100).await;
+    let room = format!("session:{session}");
+    let mut members = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        for j in 0..2 {
+            let mut c = connect(&node.url, &format!("m{i}{j}"), &org).await;
+            joined(c.join(&room, 0, None).await);
+            members.push(c);
+        }
+    }
+    let (poll, options) = api.create_poll(&owner, &session, &["red", "blue"]).await;
+    let votes = [(0, &options[0]), (2, &options[1]), (4, &options[0])];
+    for (m, option) in votes {
+        let op = Op::SubmitPollResponse(evd_protocol::op::SubmitPollResponse {
+            poll: poll.clone(),
+            option: option.clone(),
+        });
+        assert!(matches!(
+            request(&mut members[m], op).await,
+            Ok(Event::Ack(_))
+        ));
+    }
+    let want: std::collections::BTreeMap<String, u64> =
+        [(options[0].clone(), 2), (options[1].clone(), 1)].into();
+    for (n, c) in members.iter_mut().enumerate() {
+        let (mut created, mut results, mut done) = (0, Vec::new(), None::<Instant>);
+        let deadline = Instant::now() + CONVERGE;
+        while done.is_none_or(|at| at.elapsed() < Duration::from_millis(500)) {
+            assert!(Instant::now() < deadline, "member {n}: {results:?}");
+            match c.next_or_close(Duration::from_millis(100)).await {
+                Ok(Some(Event::PollCreated(p))) if p.poll.id == poll => created += 1,
+                Ok(Some(Event::PollResults(r))) if r.poll == poll => {
+                    if r.counts == want {
+                        done.get_or_insert_with(Instant::now);
+                    }
+                    results.push(r.counts);
+                }
+                Ok(_) => {}
+                Err(close) => panic!("member {n} closed: {close:?}"),
+            }
+        }
+        assert_eq!(created, 1, "member {n}: POLL_CREATED once");
+        assert!(
+            results.len() <= votes.len(),
+            "member {n}: at most one update per vote, not one per node: {results:?}"
+        );
+        for pair in results.windows(2) {
+            assert!(
+                pair[0]
+                    .iter()
+                    .all(|(k, v)| pair[1].get(k).is_some_and(|w| w >= v)),
+                "member {n}: tallies never go back: {results:?}"
+            );
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
