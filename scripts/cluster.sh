@@ -11,6 +11,8 @@
 #   DATABASE_URL    a shared store, e.g. postgres://postgres@127.0.0.1/evd (default: one SQLite
 #                   file per node, enough for chat and presence);
 #   EVD_BIN         the evd binary (default: target/release/evd, built if missing);
+#   EVD_LIMITS_CONN_RATE_PER_IP  defaults to 0 (off) here: load tests open many connections
+#                   from few loopback addresses;
 #   any other EVD_* setting is passed to every node.
 # Logs, PIDs and SQLite files live in ./.cluster/nodes/ (gitignored). `stop` kills recorded PIDs.
 set -euo pipefail
@@ -54,6 +56,7 @@ start() {
     EVD_BROKER_URL=$("$root/scripts/redis-cluster.sh" seeds)
   fi
   export EVD_BROKER_URL
+  export EVD_LIMITS_CONN_RATE_PER_IP=${EVD_LIMITS_CONN_RATE_PER_IP:-0}
   # One process may hold this many sockets; ask for what the machine allows.
   ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
   for i in $(seq 0 $((n - 1))); do
