@@ -553,7 +553,8 @@ async fn ticks(node: Arc<Node>) {
     }
 }
 
-/// Keeps this node's presence alive and announces the users that left with a dead node.
+/// Keeps this node's presence alive and announces what its heartbeat found: users that left
+/// with a dead node, and this node's users put back after it had been swept.
 async fn presence_heartbeat(node: Arc<Node>, every: Duration) {
     let stopped = node.shutdown.stopped();
     tokio::pin!(stopped);
@@ -564,12 +565,15 @@ async fn presence_heartbeat(node: Arc<Node>, every: Duration) {
             _ = &mut stopped => return,
             _ = tick.tick() => {}
         }
-        for (room, users) in node.presence.heartbeat().await {
-            let leaves = users
-                .into_iter()
-                .map(|user| PresenceMember { user })
-                .collect();
-            node.announce(&room, vec![], leaves).await;
+        for change in node.presence.heartbeat().await {
+            let members = |users: Vec<String>| {
+                users
+                    .into_iter()
+                    .map(|user| PresenceMember { user })
+                    .collect()
+            };
+            node.announce(&change.room, members(change.joins), members(change.leaves))
+                .await;
         }
     }
 }

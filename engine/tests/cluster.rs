@@ -37,7 +37,7 @@ use tokio::process::{Child, Command};
 const CONVERGE: Duration = Duration::from_secs(45);
 
 /// The presence ttl the test nodes run with.
-const PRESENCE_TTL_MS: u64 = 1_500;
+const PRESENCE_TTL_MS: u64 = 3_000;
 
 fn service(var: &str) -> Option<String> {
     match std::env::var(var) {

@@ -45,8 +45,20 @@ pub trait Presence: Send + Sync + 'static {
         None
     }
     /// Keeps this node's members alive and removes those of nodes that stopped heartbeating.
-    /// Returns, per room, the users that left with a dead node, for the node to announce.
-    async fn heartbeat(&self) -> Vec<(RoomKey, Vec<String>)> {
+    /// Returns the changes for the node to announce: users that left with a dead node, and
+    /// users this node put back after it had itself been swept (it paused past the ttl).
+    async fn heartbeat(&self) -> Vec<HeartbeatChange> {
         Vec::new()
     }
+}
+
+/// Presence changes found by a heartbeat, for one room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeartbeatChange {
+    /// The room.
+    pub room: RoomKey,
+    /// Users present again.
+    pub joins: Vec<String>,
+    /// Users gone.
+    pub leaves: Vec<String>,
 }

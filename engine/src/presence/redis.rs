@@ -5,9 +5,10 @@
 //! and `…:pn:<node>`, each node's own user → connections. A node refreshes its deadline in
 //! every room it has members in each third of `presence.ttl_ms`. The heartbeat script also
 //! sweeps nodes whose deadline passed, subtracting their users, so a node that died leaves no
-//! ghosts after the ttl; the users that left with it are announced like any leave.
+//! ghosts after the ttl; the users that left with it are announced like any leave. A node that
+//! paused past its deadline finds itself swept, adds its members back and announces them.
 
-use super::{Presence, PresenceError};
+use super::{HeartbeatChange, Presence, PresenceError};
 use crate::broker::lua;
 use crate::conn::ConnId;
 use crate::room_key::RoomKey;
@@ -88,7 +89,7 @@ impl RedisPresence {
         Ok(first == 1)
     }
 
-    async fn beat(&self, room: &RoomKey) -> Result<Vec<String>, PresenceError> {
+    async fn beat(&self, room: &RoomKey) -> Result<HeartbeatChange, PresenceError> {
         let out: Vec<Value> = self
             .heartbeat
             .evalsha_with_reload(
@@ -99,7 +100,8 @@ impl RedisPresence {
             .await
             .map_err(unavailable)?;
         let known = out.first().and_then(|v| v.as_u64()) == Some(1);
-        let gone: Vec<String> = out.iter().skip(1).filter_map(|v| v.as_string()).collect();
+        let leaves: Vec<String> = out.iter().skip(1).filter_map(|v| v.as_string()).collect();
+        let mut joins = Vec::new();
         if !known {
             // This node was swept (it paused longer than the ttl): put its members back.
             let mine: Vec<(String, u64)> = self
@@ -110,10 +112,16 @@ impl RedisPresence {
                 .unwrap_or_default();
             tracing::warn!(?room, users = mine.len(), "presence was swept; restoring");
             for (user, n) in mine {
-                self.add_n(room, &user, n).await?;
+                if self.add_n(room, &user, n).await? {
+                    joins.push(user);
+                }
             }
         }
-        Ok(gone)
+        Ok(HeartbeatChange {
+            room: room.clone(),
+            joins,
+            leaves,
+        })
     }
 }
 
@@ -186,12 +194,12 @@ impl Presence for RedisPresence {
         Some(self.ttl / 3)
     }
 
-    async fn heartbeat(&self) -> Vec<(RoomKey, Vec<String>)> {
+    async fn heartbeat(&self) -> Vec<HeartbeatChange> {
         let rooms: Vec<RoomKey> = self.local.lock().keys().cloned().collect();
         futures_util::stream::iter(rooms)
             .map(|room| async move {
                 match self.beat(&room).await {
-                    Ok(gone) if !gone.is_empty() => Some((room, gone)),
+                    Ok(c) if !c.joins.is_empty() || !c.leaves.is_empty() => Some(c),
                     Ok(_) => None,
                     Err(e) => {
                         tracing::warn!(?room, error = %e, "presence heartbeat failed");
