@@ -263,6 +263,13 @@ impl RedisBroker {
     }
 }
 
+/// The primary owning `channel`'s slot in `state` (`None` for a single Redis).
+fn owner_in(state: Option<&ClusterRouting>, channel: &str) -> Option<Server> {
+    state?
+        .get_server(ClusterRouting::hash_key(channel.as_bytes()))
+        .cloned()
+}
+
 fn meta_key(room: &RoomKey) -> String {
     format!("{}:m", room.channel())
 }
@@ -331,10 +338,7 @@ impl Inner {
     }
 
     fn owner_of(&self, channel: &str) -> Option<Server> {
-        let state = self.conn.client.cached_cluster_state()?;
-        state
-            .get_server(ClusterRouting::hash_key(channel.as_bytes()))
-            .cloned()
+        owner_in(self.conn.client.cached_cluster_state().as_ref(), channel)
     }
 
     async fn read_history(
@@ -664,11 +668,12 @@ impl Inner {
             if let Err(e) = self.conn.client.sync_cluster().await {
                 tracing::debug!(error = %e, "cluster sync failed");
             }
+            let state = self.conn.client.cached_cluster_state();
             let moved: Vec<String> = {
                 let rooms = self.rooms.lock();
                 rooms
                     .iter()
-                    .filter(|(ch, r)| self.owner_of(ch) != r.owner)
+                    .filter(|(ch, r)| owner_in(state.as_ref(), ch) != r.owner)
                     .map(|(ch, _)| ch.clone())
                     .collect()
             };
@@ -825,13 +830,14 @@ async fn reconnect_loop(inner: Arc<Inner>, stopped: impl std::future::Future<Out
                         p.sent = None;
                     }
                 });
+                let state = inner.conn.client.cached_cluster_state();
                 let channels: Vec<String> = {
                     let rooms = inner.rooms.lock();
                     rooms
                         .iter()
                         .filter(|(ch, r)| {
                             r.owner.as_ref().is_none_or(|o| *o == server)
-                                || inner.owner_of(ch).as_ref() == Some(&server)
+                                || owner_in(state.as_ref(), ch).as_ref() == Some(&server)
                         })
                         .map(|(ch, _)| ch.clone())
                         .collect()
