@@ -46,7 +46,8 @@ pub const BYTES_OUT: &str = "evd_bytes_out_total";
 /// Broker operations that failed, by `op`.
 pub const BROKER_ERRORS: &str = "evd_broker_errors_total";
 
-/// 1 while the broker's command and pub/sub connections are up (always 1 in memory).
+/// 1 while the broker is up: its connections are open and every pub/sub connection answered its
+/// last liveness probe in time (always 1 in memory).
 pub const BROKER_CONNECTED: &str = "evd_broker_connected";
 /// Rooms re-subscribed at the broker, by `reason` (`reconnect`, `probe`, `slot_moved`, `lagged`).
 pub const BROKER_RESUBSCRIBES: &str = "evd_broker_resubscribes_total";

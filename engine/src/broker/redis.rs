@@ -729,13 +729,10 @@ impl Inner {
                 p.sent = None;
             }
         }
-        self.metrics.connected.set(
-            if self.conn.sub.is_connected() && self.conn.client.is_connected() {
-                1.0
-            } else {
-                0.0
-            },
-        );
+        // Up: both clients connected and every primary answered its probe in time.
+        let up =
+            self.conn.sub.is_connected() && self.conn.client.is_connected() && failed.is_empty();
+        self.metrics.connected.set(if up { 1.0 } else { 0.0 });
         if !failed.is_empty() {
             self.metrics.probe_failures.increment(failed.len() as u64);
             tracing::warn!(?failed, "broker probe timed out; resubscribing");
