@@ -55,7 +55,9 @@ const RECOVERY_BUFFER_MAX: usize = 10_000;
 
 /// Pub/sub messages buffered between the connection and the delivery task. A burst above this
 /// while the task is behind counts as a lost subscription: every room recovers from history.
-const MESSAGE_BUFFER: usize = 65_536;
+/// fred preallocates this many slots for each of its eight event channels, so it is memory too
+/// (about 5 MiB here); the command client keeps fred's small default.
+const MESSAGE_BUFFER: usize = 4_096;
 
 /// Stripes of the per-room subscription lock: orders `SSUBSCRIBE`/`SUNSUBSCRIBE` of one room.
 const SUB_LOCK_STRIPES: usize = 64;
@@ -128,16 +130,18 @@ impl RedisConn {
         let config = Config::from_url(&url).map_err(unavailable)?;
         let clustered = config.server.is_clustered();
         let timeout = Duration::from_millis(settings.command_timeout_ms);
-        let build = |resp3: bool| {
+        let build = |pubsub: bool| {
             let mut config = config.clone();
-            if resp3 {
-                // RESP3 lets the pub/sub connection carry ordinary commands too.
+            if pubsub {
+                // The pub/sub client. RESP3 lets its connections carry ordinary commands too.
                 config.version = fred::types::RespVersion::RESP3;
             }
             Builder::from_config(config)
                 .with_performance_config(|p| {
                     p.default_command_timeout = timeout;
-                    p.broadcast_channel_capacity = MESSAGE_BUFFER;
+                    if pubsub {
+                        p.broadcast_channel_capacity = MESSAGE_BUFFER;
+                    }
                 })
                 .with_connection_config(|c| {
                     c.connection_timeout = timeout;
