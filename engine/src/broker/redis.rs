@@ -112,7 +112,12 @@ fn fred_url(url: &str) -> String {
     };
     let mut parts = hosts.split(',');
     let first = parts.next().unwrap_or_default();
-    let mut params: Vec<String> = parts.map(|h| format!("node={h}")).collect();
+    let mut params: Vec<String> = parts
+        .map(|h| match h.contains(':') {
+            true => format!("node={h}"),
+            false => format!("node={h}:6379"),
+        })
+        .collect();
     if let Some(q) = query {
         params.push(q.to_owned());
     }
@@ -1023,6 +1028,13 @@ mod tests {
             fred_url("redis-cluster://u:p@h1:1,h2:2"),
             "redis-cluster://u:p@h1:1?node=h2:2"
         );
+        assert_eq!(
+            fred_url("redis-cluster://h1,h2,h3"),
+            "redis-cluster://h1?node=h2:6379&node=h3:6379",
+            "ports default to 6379"
+        );
+        let config = Config::from_url(&fred_url("redis-cluster://h1,h2:7001")).unwrap();
+        assert!(config.server.is_clustered());
     }
 
     #[test]
