@@ -7,8 +7,8 @@
 #
 # Environment (defaults are the full run; QUICK=1 makes a short one):
 #   CONNS        members for idle, broadcast, rooms and the storm           (10000)
-#   DURATION     seconds of each measured broadcast and rooms run          (20)
-#   SAT_RATES    broadcast rates tried for saturation, ascending           ("20 50 100 200")
+#   DURATION     seconds of each measured broadcast and rooms run          (15)
+#   SAT_RATES    broadcast rates tried for saturation, ascending           ("2 5 10 20")
 #   BIG          connections for evd's own idle and storm bars             (19000)
 #   SERVERS      which servers, in order                                   ("evd socketio socketioxide")
 #   CODEC        evd codec (json or msgpack); the peers speak Socket.IO JSON (json)
@@ -17,11 +17,11 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
 if [ "${QUICK:-0}" = 1 ]; then
-  : "${CONNS:=2000}" "${DURATION:=5}" "${SAT_RATES:=50 100}" "${BIG:=3000}"
+  : "${CONNS:=2000}" "${DURATION:=5}" "${SAT_RATES:=5 10}" "${BIG:=3000}"
 fi
 CONNS=${CONNS:-10000}
-DURATION=${DURATION:-20}
-SAT_RATES=${SAT_RATES:-20 50 100 200}
+DURATION=${DURATION:-15}
+SAT_RATES=${SAT_RATES:-2 5 10 20}
 BIG=${BIG:-19000}
 SERVERS=${SERVERS:-evd socketio socketioxide}
 CODEC=${CODEC:-json}

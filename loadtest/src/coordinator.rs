@@ -47,6 +47,19 @@ async fn coordinate(args: Args) -> anyhow::Result<()> {
     }
     let plans = plan::split(&args);
     let n_workers = plans.len();
+    let biggest = plans
+        .iter()
+        .map(|p| p.clients + p.publishers.len())
+        .max()
+        .unwrap_or(0);
+    if let Some(limit) = procstat::open_files_limit()
+        && (biggest as u64) + 64 > limit
+    {
+        eprintln!(
+            "warning: a worker holds {biggest} connections but may open only {limit} files; \
+             raise it (ulimit -n) or lower --per-worker"
+        );
+    }
     let baseline = sample_servers(&args.server_pids);
 
     let exe = std::env::current_exe().context("own executable")?;

@@ -48,6 +48,13 @@ fn parse_rss(status: &str) -> Option<u64> {
         .ok()
 }
 
+/// This process's soft limit on open files, from `/proc/self/limits`.
+pub(crate) fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
 /// Sums samples of several processes (several engine nodes).
 pub(crate) fn sum(samples: &[Sample]) -> Sample {
     samples.iter().fold(Sample::default(), |a, s| Sample {

@@ -495,6 +495,11 @@ async fn storm(
 async fn publisher(ctx: Rc<Ctx>, p: usize) {
     let plan = &ctx.plan;
     let rooms = plan.rooms_of_publisher(p);
+    if rooms.is_empty() || plan.rate <= 0.0 {
+        // Nothing to publish (idle): no connection.
+        ctx.counters.borrow_mut().publishers_ready += 1;
+        return;
+    }
     let t = p % plan.targets.len();
     let token = ctx.token(&format!("pub{p}"), Role::Organizer, None);
     let ws = match ctx.open(t, token.as_deref()).await {
@@ -556,17 +561,13 @@ async fn publisher(ctx: Rc<Ctx>, p: usize) {
             });
         }
     });
-    if rooms.is_empty() || plan.rate <= 0.0 {
-        // Nothing to publish; stay connected for the heartbeat.
-        while pong_rx.recv().await.is_some() {
-            let _ = sink.send(Wire::sio_pong()).await;
-        }
-        return;
-    }
+    // Wait for the start, answering Socket.IO pings meanwhile: a ramp can outlast the server's
+    // ping timeout.
     let mut phase = ctx.phase.subscribe();
     while *phase.borrow_and_update() == Phase::Ramp {
-        if phase.changed().await.is_err() {
-            return;
+        tokio::select! {
+            changed = phase.changed() => if changed.is_err() { return },
+            Some(()) = pong_rx.recv() => { let _ = sink.send(Wire::sio_pong()).await; }
         }
     }
     let Some((start, start_us)) = ctx.start.get() else {
