@@ -42,6 +42,8 @@ def fmt(v, unit=""):
         return "–"
     if isinstance(v, str):
         return v
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}{unit}"
     if abs(v) >= 1000:
         s = f"{v:,.0f}"
     elif abs(v) >= 100:
@@ -83,7 +85,7 @@ ROWS += [
     ("rooms: delivery ratio", "rooms", lambda r: r.get("delivery_ratio"), "", None),
     ("rooms: server CPU per delivery", "rooms", lambda r: get(r, "server", "cpu_per_delivery_us"), " µs", "low"),
     ("reconnect storm: back / dropped", "storm", lambda r: f'{get(r, "storm", "back")} / {get(r, "storm", "dropped")}', "", None),
-    ("reconnect storm: all back in", "storm", lambda r: get(r, "storm", "all_back_s"), " s", "low"),
+    ("reconnect storm: all back in", "storm", lambda r: get(r, "storm", "all_back_s") if get(r, "storm", "back") == get(r, "storm", "dropped") else "not all back", " s", "low"),
     ("reconnect storm: recovered (no gap)", "storm", lambda r: get(r, "storm", "recovered"), "", None),
     ("reconnect storm: gaps left", "storm", lambda r: r.get("gaps"), "", None),
     ("reconnect storm: delivery ratio", "storm", lambda r: r.get("delivery_ratio"), "", None),
