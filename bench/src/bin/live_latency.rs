@@ -55,14 +55,23 @@ struct Api {
 
 impl Api {
     fn token(&self, user: &str, role: Role, rooms: Option<Vec<String>>) -> String {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
         let mut c = Claims::new(user, &self.org, role, now, 3600);
         c.rooms = rooms;
         self.signer.sign(&c).expect("sign")
     }
 
     async fn post(&self, token: &str, path: &str, body: Value) -> anyhow::Result<Value> {
-        let resp = self.http.post(format!("{}/api/v1{path}", self.base)).bearer_auth(token).json(&body).send().await?;
+        let resp = self
+            .http
+            .post(format!("{}/api/v1{path}", self.base))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await?;
         let status = resp.status();
         let v: Value = resp.json().await.unwrap_or_default();
         if !status.is_success() {
@@ -72,16 +81,23 @@ impl Api {
     }
 }
 
-async fn connect(url: &str, token: &str) -> anyhow::Result<
+async fn connect(
+    url: &str,
+    token: &str,
+) -> anyhow::Result<
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
 > {
     let ws_url = format!("{}/ws?token={token}", url.replacen("http", "ws", 1));
-    let (ws, _) = tokio_tungstenite::connect_async(ws_url).await.context("connect")?;
+    let (ws, _) = tokio_tungstenite::connect_async(ws_url)
+        .await
+        .context("connect")?;
     Ok(ws)
 }
 
 fn op(r: i64, op: Op) -> Message {
-    let bytes = Codec::Json.encode(&Request::with_ref(r, op)).expect("encode");
+    let bytes = Codec::Json
+        .encode(&Request::with_ref(r, op))
+        .expect("encode");
     Message::Text(String::from_utf8(bytes.to_vec()).expect("utf8").into())
 }
 
@@ -95,7 +111,9 @@ enum Seen {
 
 fn spawn_reader(
     mut rx: futures_util::stream::SplitStream<
-        tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+        tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
     >,
     tx: mpsc::Sender<Seen>,
     who: String,
@@ -104,12 +122,16 @@ fn spawn_reader(
         while let Some(Ok(msg)) = rx.next().await {
             let at = Instant::now();
             let Message::Text(t) = msg else { continue };
-            let Ok(events) = Codec::Json.decode_events(t.as_bytes()) else { continue };
+            let Ok(events) = Codec::Json.decode_events(t.as_bytes()) else {
+                continue;
+            };
             for e in events {
                 let seen = match e {
                     Event::PollCreated(p) => Seen::Poll(p.poll.id, at),
                     Event::WaitlistOffer(o) => Seen::Offer(who.clone(), o.offer, at),
-                    Event::Ack(a) if a.ticket.is_some() => Seen::Ticket(who.clone(), a.ticket.unwrap_or_default()),
+                    Event::Ack(a) if a.ticket.is_some() => {
+                        Seen::Ticket(who.clone(), a.ticket.unwrap_or_default())
+                    }
                     _ => continue,
                 };
                 if tx.send(seen).await.is_err() {
@@ -134,20 +156,42 @@ fn summary(h: &Histogram<u64>) -> Value {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let signer = JwtSettings { secret: Some(args.secret.clone()), ..Default::default() }.signer()?;
+    let signer = JwtSettings {
+        secret: Some(args.secret.clone()),
+        ..Default::default()
+    }
+    .signer()?;
     let org = format!("bench-{}", std::process::id());
-    let api = Api { http: reqwest::Client::new(), base: args.url.trim_end_matches('/').to_owned(), signer, org: org.clone() };
+    let api = Api {
+        http: reqwest::Client::new(),
+        base: args.url.trim_end_matches('/').to_owned(),
+        signer,
+        org: org.clone(),
+    };
     let owner = api.token("owner", Role::Owner, None);
-    api.post(&owner, "/orgs", json!({"id": org, "name": "bench"})).await?;
+    api.post(&owner, "/orgs", json!({"id": org, "name": "bench"}))
+        .await?;
     let event = api
-        .post(&owner, "/events", json!({"name": "Bench", "description": "", "status": "published",
-            "starts_at": "2026-12-01T09:00:00Z", "ends_at": "2026-12-02T09:00:00Z"}))
+        .post(
+            &owner,
+            "/events",
+            json!({"name": "Bench", "description": "", "status": "published",
+            "starts_at": "2026-12-01T09:00:00Z", "ends_at": "2026-12-02T09:00:00Z"}),
+        )
         .await?;
     let event = event["id"].as_str().context("event id")?.to_owned();
     let session = |cap: i64| json!({"title": "S", "capacity": cap, "starts_at": "2026-12-01T09:00:00Z", "ends_at": "2026-12-01T10:00:00Z"});
-    let hall = api.post(&owner, &format!("/events/{event}/sessions"), session(100_000)).await?;
+    let hall = api
+        .post(
+            &owner,
+            &format!("/events/{event}/sessions"),
+            session(100_000),
+        )
+        .await?;
     let hall = hall["id"].as_str().context("session id")?.to_owned();
-    let small = api.post(&owner, &format!("/events/{event}/sessions"), session(1)).await?;
+    let small = api
+        .post(&owner, &format!("/events/{event}/sessions"), session(1))
+        .await?;
     let small = small["id"].as_str().context("session id")?.to_owned();
     let room = format!("session:{hall}");
 
@@ -158,7 +202,15 @@ async fn main() -> anyhow::Result<()> {
         let token = api.token(&format!("u{i}"), Role::Attendee, Some(vec![room.clone()]));
         let ws = connect(&args.url, &token).await?;
         let (mut sink, stream) = ws.split();
-        sink.send(op(1, Op::JoinRoom(JoinRoom { room: RoomName::parse(&room)?, history: 0, recover: None }))).await?;
+        sink.send(op(
+            1,
+            Op::JoinRoom(JoinRoom {
+                room: RoomName::parse(&room)?,
+                history: 0,
+                recover: None,
+            }),
+        ))
+        .await?;
         spawn_reader(stream, tx.clone(), format!("u{i}"));
         keep.push(sink);
     }
@@ -167,7 +219,13 @@ async fn main() -> anyhow::Result<()> {
     let mut polls = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     for n in 0..args.polls {
         let t0 = Instant::now();
-        let p = api.post(&owner, &format!("/sessions/{hall}/polls"), json!({"question": format!("q{n}"), "options": ["a", "b"]})).await?;
+        let p = api
+            .post(
+                &owner,
+                &format!("/sessions/{hall}/polls"),
+                json!({"question": format!("q{n}"), "options": ["a", "b"]}),
+            )
+            .await?;
         let id = p["id"].as_str().context("poll id")?.to_owned();
         let mut got = 0;
         while got < args.clients {
@@ -177,7 +235,10 @@ async fn main() -> anyhow::Result<()> {
                     got += 1;
                 }
                 Ok(Some(_)) => {}
-                _ => bail!("poll {n}: only {got} of {} clients got POLL_CREATED within {DEADLINE:?}", args.clients),
+                _ => bail!(
+                    "poll {n}: only {got} of {} clients got POLL_CREATED within {DEADLINE:?}",
+                    args.clients
+                ),
             }
         }
         eprint!("\rpolls {}/{}", n + 1, args.polls);
@@ -187,20 +248,35 @@ async fn main() -> anyhow::Result<()> {
     // Ticket cancel → WAITLIST_OFFER to the next in line. Two users trade the single seat.
     let mut offers = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let users = ["alice", "bob"];
-    let tokens: Vec<String> = users.iter().map(|u| api.token(u, Role::Attendee, None)).collect();
+    let tokens: Vec<String> = users
+        .iter()
+        .map(|u| api.token(u, Role::Attendee, None))
+        .collect();
     let mut socks = Vec::new();
     for (u, t) in users.iter().zip(&tokens) {
         let (sink, stream) = connect(&args.url, t).await?.split();
         spawn_reader(stream, tx.clone(), (*u).to_string());
         socks.push(sink);
     }
-    let first = api.post(&tokens[0], &format!("/sessions/{small}/tickets"), json!({})).await?;
+    let first = api
+        .post(&tokens[0], &format!("/sessions/{small}/tickets"), json!({}))
+        .await?;
     let mut ticket = first["id"].as_str().context("ticket id")?.to_owned();
-    api.post(&tokens[1], &format!("/sessions/{small}/waitlist"), json!({})).await?;
+    api.post(
+        &tokens[1],
+        &format!("/sessions/{small}/waitlist"),
+        json!({}),
+    )
+    .await?;
     let (mut holder, mut waiter) = (0usize, 1usize);
     for n in 0..args.offers {
         let t0 = Instant::now();
-        api.post(&tokens[holder], &format!("/tickets/{ticket}/cancel"), json!({})).await?;
+        api.post(
+            &tokens[holder],
+            &format!("/tickets/{ticket}/cancel"),
+            json!({}),
+        )
+        .await?;
         let offer = loop {
             match tokio::time::timeout(DEADLINE, rx.recv()).await {
                 Ok(Some(Seen::Offer(who, offer, at))) if who == users[waiter] => {
@@ -212,7 +288,14 @@ async fn main() -> anyhow::Result<()> {
             }
         };
         // The waiter takes the seat over the WebSocket; the old holder queues up again.
-        socks[waiter].send(op(100 + n as i64, Op::AcceptOffer(OfferAnswer { offer: offer.clone() }))).await?;
+        socks[waiter]
+            .send(op(
+                100 + n as i64,
+                Op::AcceptOffer(OfferAnswer {
+                    offer: offer.clone(),
+                }),
+            ))
+            .await?;
         ticket = loop {
             match tokio::time::timeout(DEADLINE, rx.recv()).await {
                 Ok(Some(Seen::Ticket(who, t))) if who == users[waiter] => break t,
@@ -220,7 +303,12 @@ async fn main() -> anyhow::Result<()> {
                 _ => bail!("offer {n}: the accept was not acknowledged within {DEADLINE:?}"),
             }
         };
-        api.post(&tokens[holder], &format!("/sessions/{small}/waitlist"), json!({})).await?;
+        api.post(
+            &tokens[holder],
+            &format!("/sessions/{small}/waitlist"),
+            json!({}),
+        )
+        .await?;
         std::mem::swap(&mut holder, &mut waiter);
         eprint!("\roffers {}/{}", n + 1, args.offers);
     }
@@ -238,7 +326,10 @@ async fn main() -> anyhow::Result<()> {
         }
     } else {
         #[allow(clippy::print_stdout)]
-        for (name, key) in [("REST poll create → POLL_CREATED", "poll_created"), ("ticket cancel → WAITLIST_OFFER", "waitlist_offer")] {
+        for (name, key) in [
+            ("REST poll create → POLL_CREATED", "poll_created"),
+            ("ticket cancel → WAITLIST_OFFER", "waitlist_offer"),
+        ] {
             let r = &report[key];
             println!(
                 "| {name} | {} | {} | {} | {} | {} |",
