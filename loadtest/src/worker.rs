@@ -227,6 +227,7 @@ async fn join(
     room: &str,
     member: &mut Member,
     recover: bool,
+    fresh: bool,
 ) -> Result<bool, String> {
     let wire = ctx.wire;
     let recover_from = if recover && wire.target == Target::Evd {
@@ -234,7 +235,8 @@ async fn join(
     } else {
         None
     };
-    if wire.target == Target::Evd {
+    // A fresh Socket.IO connection joins once its namespace connect is answered (below).
+    if wire.target == Target::Evd || !fresh {
         ws.send(wire.join(room, recover_from))
             .await
             .map_err(|e| format!("send: {e}"))?;
@@ -320,7 +322,7 @@ async fn client(ctx: Rc<Ctx>, i: usize) {
     let mut member = Member::default();
     let opened = tokio::time::timeout(timeout, async {
         let mut ws = ctx.open(t, token.as_deref()).await?;
-        join(&ctx, &mut ws, &room, &mut member, false).await?;
+        join(&ctx, &mut ws, &room, &mut member, false, true).await?;
         Ok::<_, String>(ws)
     })
     .await
@@ -372,7 +374,7 @@ async fn client(ctx: Rc<Ctx>, i: usize) {
                     // Leave and come back at once, recovering what was missed in between.
                     let left = ws.send(ctx.wire.leave(&room)).await;
                     let back = match left {
-                        Ok(()) => join(&ctx, &mut ws, &room, &mut member, true).await,
+                        Ok(()) => join(&ctx, &mut ws, &room, &mut member, true, false).await,
                         Err(e) => Err(e.to_string()),
                     };
                     if let Err(e) = back {
@@ -463,7 +465,7 @@ async fn storm(
     while dropped_at.elapsed() < STORM_GIVE_UP {
         let attempt = async {
             let mut ws = ctx.open(t, token).await?;
-            let recovered = join(ctx, &mut ws, room, member, true).await?;
+            let recovered = join(ctx, &mut ws, room, member, true, true).await?;
             Ok::<_, String>((ws, recovered))
         };
         match tokio::time::timeout(Duration::from_secs(30), attempt).await {

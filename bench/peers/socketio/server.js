@@ -17,6 +17,10 @@ io.on("connection", (socket) => {
     socket.join(data.room);
     if (typeof ack === "function") ack({ room: data.room });
   });
+  socket.on("leave_room", (data, ack) => {
+    socket.leave(data.room);
+    if (typeof ack === "function") ack({ room: data.room });
+  });
   socket.on("send_message", (data, ack) => {
     const offset = (offsets.get(data.room) || 0) + 1;
     offsets.set(data.room, offset);

@@ -1,5 +1,5 @@
 //! The Socket.IO benchmark peer in Rust: socketioxide on axum, with the events of the original
-//! gateway (`join_room`, `send_message` → `MESSAGE_RECEIVED` to the room).
+//! gateway (`join_room`, `leave_room`, `send_message` → `MESSAGE_RECEIVED` to the room).
 //!
 //! No authentication: the peer measures the transport and fanout, not token checks.
 //!
@@ -53,6 +53,10 @@ struct Received<'a> {
 async fn register(s: SocketRef) -> Result<(), Infallible> {
     s.on("join_room", async |s: SocketRef, Data(j): Data<Join>, ack: AckSender| {
         s.join(j.room.clone());
+        let _ = ack.send(&serde_json::json!({ "room": j.room }));
+    });
+    s.on("leave_room", async |s: SocketRef, Data(j): Data<Join>, ack: AckSender| {
+        s.leave(j.room.clone());
         let _ = ack.send(&serde_json::json!({ "room": j.room }));
     });
     s.on(
