@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: the same evd-loadtest scenarios against `evd serve`, the Socket.IO 4
+# peer on Node and the socketioxide peer, in turn, on this machine. Writes the table into
+# bench/RESULTS.md (between the compare markers) and keeps every raw report in target/compare/.
+#
+#   bench/compare.sh
+#
+# Environment (defaults are the full run; QUICK=1 makes a short one):
+#   CONNS        members for idle, broadcast, rooms and the storm           (10000)
+#   DURATION     seconds of each measured broadcast and rooms run          (15)
+#   SAT_RATES    broadcast rates tried for saturation, ascending           ("2 5 10 20")
+#   BIG          connections for evd's own idle and storm bars             (19000)
+#   SERVERS      which servers, in order                                   ("evd socketio socketioxide")
+#   CODEC        evd codec (json or msgpack); the peers speak Socket.IO JSON (json)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+if [ "${QUICK:-0}" = 1 ]; then
+  : "${CONNS:=2000}" "${DURATION:=5}" "${SAT_RATES:=5 10}" "${BIG:=3000}"
+fi
+CONNS=${CONNS:-10000}
+DURATION=${DURATION:-15}
+SAT_RATES=${SAT_RATES:-2 5 10 20}
+BIG=${BIG:-19000}
+SERVERS=${SERVERS:-evd socketio socketioxide}
+CODEC=${CODEC:-json}
+RAMP=${RAMP:-4000}
+OUT=target/compare
+mkdir -p "$OUT"
+rm -f "$OUT"/*.json
+
+# One process may open 20,000 files here; the harness spreads connections over workers, but
+# each server needs the limit raised to its maximum to hold 19k.
+ulimit -n "$(ulimit -Hn)"
+
+echo "==> building evd, the harness and the peers" >&2
+cargo build --release --bin evd
+cargo build --release -p evd-loadtest
+(cd bench/peers/socketio && npm ci --no-audit --no-fund --silent)
+(cd bench/peers/socketioxide && cargo build --release)
+
+TMP=$(mktemp -d)
+PID=
+stop_server() {
+  if [ -n "$PID" ]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; PID=; fi
+}
+trap 'stop_server; rm -rf "$TMP"' EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# The evd settings for load runs: no per-IP connection rate limit (the harness connects from
+# a few 127.0.0.x addresses) and an op rate that lets one publisher send hundreds per second.
+EVD_ENV=(EVD_LIMITS_CONN_RATE_PER_IP=0 EVD_LIMITS_OPS_PER_SEC=100000 EVD_LIMITS_OPS_BURST=100000 EVD_LOG=warn)
+
+start_server() { # name
+  stop_server
+  PORT=$(free_port)
+  case "$1" in
+    evd)
+      env "${EVD_ENV[@]}" EVD_DATABASE_URL="sqlite://$TMP/evd-$PORT.db" \
+        target/release/evd serve --listen "127.0.0.1:$PORT" >"$OUT/server-evd.log" 2>&1 &
+      PID=$! ;;
+    socketio)
+      PORT=$PORT node bench/peers/socketio/server.js >"$OUT/server-socketio.log" 2>&1 &
+      PID=$! ;;
+    socketioxide)
+      PORT=$PORT bench/peers/socketioxide/target/release/socketioxide-peer >"$OUT/server-socketioxide.log" 2>&1 &
+      PID=$! ;;
+  esac
+  for _ in $(seq 200); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && return 0
+    kill -0 "$PID" 2>/dev/null || { echo "$1 did not start" >&2; exit 1; }
+    sleep 0.05
+  done
+  echo "$1 did not listen on $PORT" >&2; exit 1
+}
+
+run() { # server, label, scenario args...
+  local server=$1 label=$2; shift 2
+  local target=evd
+  [ "$server" = evd ] || target=socketio
+  start_server "$server"
+  echo "==> $server $label: evd-loadtest $*" >&2
+  target/release/evd-loadtest "$@" --target "$target" --codec "$CODEC" --targets "ws://127.0.0.1:$PORT" \
+    --server-pid "$PID" --ramp "$RAMP" --json >"$OUT/$server-$label.json" || echo '{}' >"$OUT/$server-$label.json"
+  stop_server
+}
+
+# Scenario by scenario, each server in turn, so a change in the machine's background load
+# during the run touches all three alike.
+for s in $SERVERS; do run "$s" idle idle -c "$CONNS" --room-size 100 --duration 5 --drain 0; done
+for r in 1 10 50; do
+  for s in $SERVERS; do run "$s" "broadcast-$r" broadcast -c "$CONNS" --rate "$r" --duration "$DURATION"; done
+done
+# Saturation: step the rate up; a server drops out at its first step that misses a delivery
+# ratio of 1.0 or p99 ≤ 1 s. Its figure is the highest step it passed.
+ALIVE=$SERVERS
+for r in $SAT_RATES; do
+  NEXT=
+  for s in $ALIVE; do
+    run "$s" "sat-$r" broadcast -c "$CONNS" --rate "$r" --duration 10
+    if python3 - "$OUT/$s-sat-$r.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+ok = r.get("delivery_ratio") == 1.0 and r.get("latency_ms", {}).get("p99", 1e9) <= 1000
+sys.exit(0 if ok else 1)
+PY
+    then NEXT="$NEXT $s"; fi
+  done
+  ALIVE=$NEXT
+  [ -n "$ALIVE" ] || break
+done
+for s in $SERVERS; do
+  run "$s" rooms rooms -c "$CONNS" --room-size 10 --publishers 100 --rate 10 --duration "$DURATION"
+done
+for s in $SERVERS; do
+  run "$s" storm reconnect-storm -c "$CONNS" --room-size 10 --publishers 100 --rate 1 --duration 20
+done
+
+# The engine's own bars at the size one process may hold here.
+if [[ " $SERVERS " == *" evd "* ]]; then
+  run evd idle-big idle -c "$BIG" --room-size 100 --duration 5 --drain 0
+  run evd storm-big reconnect-storm -c "$BIG" --room-size 10 --publishers 100 --rate 1 --duration 30
+fi
+
+CMD="bench/compare.sh"
+[ "${QUICK:-0}" = 1 ] && CMD="QUICK=1 $CMD"
+python3 bench/compare_table.py "$OUT" "$CMD" "CONNS=$CONNS DURATION=$DURATION SAT_RATES='$SAT_RATES' BIG=$BIG CODEC=$CODEC RAMP=$RAMP"
+echo "==> wrote bench/RESULTS.md" >&2

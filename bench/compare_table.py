@@ -1,0 +1,168 @@
+#!/usr/bin/env python3
+"""Turns bench/compare.sh's raw reports (target/compare/*.json) into the side-by-side table in
+bench/RESULTS.md, between the `compare:begin` and `compare:end` markers.
+
+    python3 bench/compare_table.py target/compare "bench/compare.sh" "CONNS=… …"
+"""
+import datetime, glob, json, os, re, subprocess, sys
+
+out, cmd, settings = sys.argv[1], sys.argv[2], sys.argv[3]
+SERVERS = [("evd", "evd"), ("socketio", "Socket.IO 4 (Node)"), ("socketioxide", "socketioxide")]
+
+
+def load(server, label):
+    try:
+        with open(os.path.join(out, f"{server}-{label}.json")) as f:
+            return json.load(f) or None
+    except (OSError, ValueError):
+        return None
+
+
+def get(r, *path):
+    for p in path:
+        if not isinstance(r, dict) or r.get(p) is None:
+            return None
+        r = r[p]
+    return r
+
+
+def saturation(server):
+    """The highest saturation step with ratio 1.0 and p99 ≤ 1 s, else None."""
+    best = None
+    for path in glob.glob(os.path.join(out, f"{server}-sat-*.json")):
+        r = load(server, os.path.basename(path)[len(server) + 1:-5])
+        if r and r.get("delivery_ratio") == 1.0 and get(r, "latency_ms", "p99") <= 1000:
+            if best is None or r["deliveries_per_s"] > best["deliveries_per_s"]:
+                best = r
+    return best
+
+
+def fmt(v, unit=""):
+    if v is None:
+        return "–"
+    if isinstance(v, str):
+        return v
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}{unit}"
+    if abs(v) >= 1000:
+        s = f"{v:,.0f}"
+    elif abs(v) >= 100:
+        s = f"{v:.0f}"
+    elif abs(v) >= 10:
+        s = f"{v:.1f}"
+    else:
+        s = f"{v:.2f}"
+    return s + unit
+
+
+# (label, scenario, extractor, unit, better): better is "low" or "high" or None (no ratio).
+def closes(r):
+    c = get(r, "closes") or {}
+    return ", ".join(f"{k}×{v}" for k, v in c.items()) or "none"
+
+
+ROWS = [
+    ("connections held (idle)", "idle", lambda r: r.get("connections"), "", None),
+    ("RSS per idle connection", "idle", lambda r: get(r, "server", "rss_per_connection_kib"), " KiB", "low"),
+    ("connect p99 (idle ramp)", "idle", lambda r: r.get("connect_p99_ms"), " ms", "low"),
+]
+for rate in (1, 10, 50):
+    s = f"broadcast-{rate}"
+    ROWS += [
+        (f"broadcast {rate}/s: p50", s, lambda r: get(r, "latency_ms", "p50"), " ms", "low"),
+        (f"broadcast {rate}/s: p99", s, lambda r: get(r, "latency_ms", "p99"), " ms", "low"),
+        (f"broadcast {rate}/s: delivery ratio", s, lambda r: r.get("delivery_ratio"), "", None),
+        (f"broadcast {rate}/s: server CPU per delivery", s, lambda r: get(r, "server", "cpu_per_delivery_us"), " µs", "low"),
+        (f"broadcast {rate}/s: closes", s, closes, "", None),
+    ]
+ROWS += [
+    ("saturation: deliveries/s (ratio 1.0, p99 ≤ 1 s)", "sat", lambda r: r.get("deliveries_per_s"), "", "high"),
+    ("saturation: publish rate", "sat", lambda r: r.get("rate"), "/s", None),
+    ("saturation: p99", "sat", lambda r: get(r, "latency_ms", "p99"), " ms", "low"),
+    ("saturation: server CPU per delivery", "sat", lambda r: get(r, "server", "cpu_per_delivery_us"), " µs", "low"),
+    ("rooms 1000×10, 100 pub × 10/s: p50", "rooms", lambda r: get(r, "latency_ms", "p50"), " ms", "low"),
+    ("rooms: p99", "rooms", lambda r: get(r, "latency_ms", "p99"), " ms", "low"),
+    ("rooms: delivery ratio", "rooms", lambda r: r.get("delivery_ratio"), "", None),
+    ("rooms: server CPU per delivery", "rooms", lambda r: get(r, "server", "cpu_per_delivery_us"), " µs", "low"),
+    ("reconnect storm: back / dropped", "storm", lambda r: f'{get(r, "storm", "back")} / {get(r, "storm", "dropped")}', "", None),
+    ("reconnect storm: all back in", "storm", lambda r: get(r, "storm", "all_back_s") if get(r, "storm", "back") == get(r, "storm", "dropped") else "not all back", " s", "low"),
+    ("reconnect storm: recovered (no gap)", "storm", lambda r: get(r, "storm", "recovered"), "", None),
+    ("reconnect storm: gaps left", "storm", lambda r: r.get("gaps"), "", None),
+    ("reconnect storm: delivery ratio", "storm", lambda r: r.get("delivery_ratio"), "", None),
+]
+
+
+def value(server, scen, f):
+    r = saturation(server) if scen == "sat" else load(server, scen)
+    if not r:
+        return None
+    try:
+        return f(r)
+    except (TypeError, KeyError):
+        return None
+
+
+def advantage(e, p, better):
+    if better is None or not isinstance(e, (int, float)) or not isinstance(p, (int, float)) or e <= 0 or p <= 0:
+        return "–"
+    x = p / e if better == "low" else e / p
+    return f"{x:.1f}×"
+
+
+lines = []
+date = datetime.date.today().isoformat()
+cores = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
+lines += [
+    "## evd against Socket.IO and socketioxide (evd-loadtest, same run)",
+    f"**Date:** {date}. **Machine:** {cores} cores, the harness on the same machine as the server.",
+    "**Command:**",
+    "",
+    f"    {cmd}",
+    "",
+    f"Settings: `{settings}`. Every server is started fresh for each scenario and sampled from",
+    "`/proc`; server CPU per delivery is its CPU time over the measurement window (duration plus",
+    "drain) divided by the messages delivered. evd runs with `EVD_LIMITS_CONN_RATE_PER_IP=0`",
+    "`EVD_LIMITS_OPS_PER_SEC=100000` `EVD_LIMITS_OPS_BURST=100000` and a temporary SQLite store.",
+    "The peers skip authentication; evd verifies a JWT on every connection. \"×\" is evd's",
+    "advantage (above 1: evd is better). The raw reports are in `target/compare/` after a run.",
+    "",
+    "| figure | " + " | ".join(n for _, n in SERVERS) + " | evd vs Socket.IO | evd vs socketioxide |",
+    "|---|" + "---|" * (len(SERVERS) + 2),
+]
+for label, scen, f, unit, better in ROWS:
+    vals = [value(s, scen, f) for s, _ in SERVERS]
+    lines.append(
+        f"| {label} | " + " | ".join(fmt(v, unit) for v in vals)
+        + f" | {advantage(vals[0], vals[1], better)} | {advantage(vals[0], vals[2], better)} |"
+    )
+
+big_idle, big_storm = load("evd", "idle-big"), load("evd", "storm-big")
+if big_idle or big_storm:
+    lines += ["", "### evd on its own: the bars at the most one process may hold here", "",
+              "| figure | evd |", "|---|---|"]
+    if big_idle:
+        lines += [
+            f"| idle: connections held | {big_idle.get('connections')} of {big_idle.get('connections_requested')} |",
+            f"| idle: RSS per connection | {fmt(get(big_idle, 'server', 'rss_per_connection_kib'), ' KiB')} "
+            f"({get(big_idle, 'server', 'rss_baseline_kib')} → {get(big_idle, 'server', 'rss_ready_kib')} KiB) |",
+            f"| idle: connect p50 / p99 | {fmt(big_idle.get('connect_p50_ms'), ' ms')} / {fmt(big_idle.get('connect_p99_ms'), ' ms')} |",
+        ]
+    if big_storm:
+        st = big_storm.get("storm") or {}
+        lines += [
+            f"| storm: back / dropped | {st.get('back')} / {st.get('dropped')} |",
+            f"| storm: all back in | {fmt(st.get('all_back_s'), ' s')} (rejoin p50 {fmt(st.get('rejoin_p50_ms'), ' ms')}, p99 {fmt(st.get('rejoin_p99_ms'), ' ms')}) |",
+            f"| storm: recovered / not | {st.get('recovered')} / {st.get('not_recovered')}, {st.get('replayed')} messages replayed |",
+            f"| storm: gaps left, delivery ratio | {big_storm.get('gaps')}, {fmt(big_storm.get('delivery_ratio'))} |",
+        ]
+
+section = "<!-- compare:begin -->\n" + "\n".join(lines) + "\n<!-- compare:end -->"
+path = "bench/RESULTS.md"
+text = open(path).read()
+if "<!-- compare:begin -->" in text:
+    text = re.sub(r"<!-- compare:begin -->.*?<!-- compare:end -->", lambda _: section, text, flags=re.S)
+else:
+    head, sep, rest = text.partition("\n## ")
+    text = head.rstrip("\n") + "\n\n" + section + "\n\n" + sep.lstrip("\n") + rest
+open(path, "w").write(text)
+print("\n".join(lines))
