@@ -14,6 +14,7 @@ use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
+use axum::serve::ListenerExt;
 use evd_protocol::Codec;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -223,10 +224,18 @@ pub async fn serve_with(
                     source,
                 })?
                 .handle(handle)
+                .map(|tls| tls.acceptor(axum_server::accept::NoDelayAcceptor::new()))
                 .serve(app)
                 .await
         }
         _ => {
+            // Small frames go out at once: Nagle's algorithm would hold a fanout frame back
+            // until the client's delayed ACK of the previous one (tens of ms).
+            let listener = listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "TCP_NODELAY not set");
+                }
+            });
             axum::serve(listener, app)
                 .with_graceful_shutdown(stop)
                 .await

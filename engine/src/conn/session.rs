@@ -139,7 +139,9 @@ impl Session {
             self.send_error(req.r#ref, err);
             return None;
         }
-        ops::dispatch(self, req).await;
+        // Boxed: an op's future (store and broker calls) is kilobytes, and inline it would sit
+        // in every idle connection's task for the connection's whole life.
+        Box::pin(ops::dispatch(self, req)).await;
         None
     }
 }
@@ -157,7 +159,9 @@ pub async fn run_connection(
     codec: Codec,
     permit: ConnPermit,
 ) {
-    let conn = match node.open_conn(&claims, codec).await {
+    // Opening and closing talk to the broker and presence: boxed, so their futures are not part
+    // of every connection's task while it idles.
+    let conn = match Box::pin(node.open_conn(&claims, codec)).await {
         Ok(conn) => conn,
         Err(e) => {
             tracing::warn!(error = %e, "could not open connection");
@@ -182,7 +186,7 @@ pub async fn run_connection(
     ));
     let session = Session::new(Arc::clone(&node), Arc::clone(&conn), claims);
     let why = read_loop(stream, session).await;
-    node.close_conn(&conn).await;
+    Box::pin(node.close_conn(&conn)).await;
     // If the session ended first (client gone), make the writer finish too.
     conn.queue.close(CloseCode::Normal, false, &node.stats);
     let _ = writer.await;
