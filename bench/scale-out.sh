@@ -7,13 +7,13 @@
 #   bench/scale-out.sh
 #
 # Env: NODES (6), CONNS (100000), ROOM_SIZE (100), PUBLISHERS (200), RATE (0.5 per publisher
-# per second), CHURN (0.002 of clients leave and rejoin with `recover` each second),
+# per second), CHURN (0.0005 of clients leave and rejoin with `recover` each second),
 # DURATION (600), RAMP (500 connections per second).
 # Every process it starts is stopped by its PID on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NODES=${NODES:-6} CONNS=${CONNS:-100000} ROOM_SIZE=${ROOM_SIZE:-100} PUBLISHERS=${PUBLISHERS:-200}
-RATE=${RATE:-0.5} CHURN=${CHURN:-0.002} DURATION=${DURATION:-600} RAMP=${RAMP:-500}
+RATE=${RATE:-0.5} CHURN=${CHURN:-0.0005} DURATION=${DURATION:-600} RAMP=${RAMP:-500}
 ulimit -n "$(ulimit -Hn)"
 cargo build --release -p evd-engine --bin evd
 cargo build --release -p evd-loadtest
