@@ -16,6 +16,7 @@ use anyhow::Context;
 use evd_protocol::auth::{Claims, JwtSettings, Role, Signer};
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
+use nix::sys::socket::{setsockopt, sockopt};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -173,6 +174,12 @@ impl Ctx {
             // Reuse lets a reconnect storm bind ports still in TIME_WAIT from the drop.
             sock.set_reuseaddr(true)
                 .map_err(|e| format!("reuseaddr: {:?}", e.kind()))?;
+            // Pick the port at connect time, by the whole 4-tuple: a port bound with
+            // `bind(src:0)` is reserved against every destination, and the kernel's search for
+            // a free one grows with the ports in use, which at tens of thousands of connections
+            // turns the ramp into seconds of kernel time per thousand connections.
+            setsockopt(&sock, sockopt::IpBindAddressNoPort, &true)
+                .map_err(|e| format!("IP_BIND_ADDRESS_NO_PORT: {e}"))?;
             sock.bind(SocketAddr::new(src, 0))
                 .map_err(|e| format!("bind: {:?}", e.kind()))?;
         }
@@ -663,6 +670,9 @@ fn report(ctx: &Ctx) -> WorkerReport {
 
 /// Runs one worker to the end of its plan, then exits the process.
 pub(crate) fn run(plan: WorkerPlan) -> anyhow::Result<()> {
+    // A worker never outlives its coordinator: Ctrl-C or a killed coordinator stops the load.
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+        .context("PR_SET_PDEATHSIG")?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
