@@ -9,7 +9,7 @@ use metrics::{
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// Open WebSocket connections.
 pub const CONNECTIONS: &str = "evd_connections";
@@ -251,7 +251,8 @@ pub struct Metrics {
     pub frames_out: Counter,
     /// [`BYTES_OUT`].
     pub bytes_out: Counter,
-    events_out: HashMap<&'static str, Counter>,
+    /// Shared: every connection's writer holds a clone of these handles.
+    events_out: Arc<HashMap<&'static str, Counter>>,
 }
 
 impl Metrics {
@@ -269,10 +270,12 @@ impl Metrics {
             queue_bytes: gauge!(QUEUE_BYTES),
             frames_out: counter!(FRAMES_OUT),
             bytes_out: counter!(BYTES_OUT),
-            events_out: EVENT_NAMES
-                .iter()
-                .map(|&n| (n, counter!(EVENTS_OUT, "event" => n)))
-                .collect(),
+            events_out: Arc::new(
+                EVENT_NAMES
+                    .iter()
+                    .map(|&n| (n, counter!(EVENTS_OUT, "event" => n)))
+                    .collect(),
+            ),
         }
     }
 

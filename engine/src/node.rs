@@ -65,7 +65,7 @@ pub struct Node {
     /// Store-backed live features (polls, Q&A, the archive, offers); `None` without a store.
     pub live: Option<Live>,
     /// Metric handles.
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     /// Renders `/metrics`.
     pub prometheus: PrometheusHandle,
     /// Drain and stop.
@@ -200,7 +200,7 @@ impl NodeBuilder {
                 .unwrap_or_else(|| Arc::new(MemoryPresence::default())),
             authorizer,
             live,
-            metrics,
+            metrics: Arc::new(metrics),
             prometheus,
             shutdown: shutdown.clone(),
             stats,
@@ -248,13 +248,13 @@ pub enum Refusal {
 #[derive(Debug)]
 pub struct ConnPermit {
     open: Arc<AtomicUsize>,
-    metrics: Metrics,
+    connections: ::metrics::Gauge,
 }
 
 impl Drop for ConnPermit {
     fn drop(&mut self) {
         self.open.fetch_sub(1, Ordering::Relaxed);
-        self.metrics.connections.decrement(1.0);
+        self.connections.decrement(1.0);
     }
 }
 
@@ -308,7 +308,7 @@ impl Node {
         self.metrics.connections.increment(1.0);
         Ok(ConnPermit {
             open: Arc::clone(&self.open_conns),
-            metrics: self.metrics.clone(),
+            connections: self.metrics.connections.clone(),
         })
     }
 

@@ -358,12 +358,14 @@ async fn ws(
         Err(r) => return refusal(&node, r),
     };
     let codec = negotiate(&mut upgrade, &headers);
-    let tracked = node.shutdown.clone();
-    configure(upgrade, &node.settings).on_upgrade(move |socket| {
-        let node2 = Arc::clone(&node);
-        tracked.track(session::run_connection(
-            node2, socket, claims, codec, permit,
-        ))
+    let settings = Arc::clone(&node);
+    configure(upgrade, &settings.settings).on_upgrade(move |socket| {
+        // The connection gets a task of its own, and axum's upgrade task ends here: awaiting
+        // the connection inside it would keep that task's state (about 1 KiB) beside ours for
+        // the connection's whole life.
+        let shutdown = node.shutdown.clone();
+        shutdown.spawn(session::run_connection(node, socket, claims, codec, permit));
+        std::future::ready(())
     })
 }
 

@@ -134,8 +134,10 @@ pub struct Limits {
     /// Largest client message accepted; bigger closes with 1009. Ops are small; 64 KiB leaves
     /// room for long chat texts while capping what one frame can make the server buffer.
     pub max_message_bytes: usize,
-    /// Read buffer per connection. Small on purpose: most connections are idle and this is
-    /// allocated for every one of them (tungstenite's default is 128 KiB).
+    /// Read buffer per connection. Small on purpose: most connections are idle, and tungstenite
+    /// fills the whole buffer on every read, so it is resident for every one of them (its
+    /// default is 128 KiB). Client frames are small ops; a larger one grows the buffer for its
+    /// connection.
     pub read_buffer_bytes: usize,
     /// Outbound queue per connection, in bytes. A client that falls this far behind is closed
     /// with 4008 instead of making the server buffer for it.
@@ -257,7 +259,7 @@ impl Default for Limits {
             conn_rate_per_ip: 50,
             conn_burst_per_ip: 100,
             max_message_bytes: 64 * 1024,
-            read_buffer_bytes: 4 * 1024,
+            read_buffer_bytes: 1024,
             queue_max_bytes: 512 * 1024,
             frame_batch_bytes: 64 * 1024,
             rooms_per_connection: 100,

@@ -52,7 +52,7 @@ pub async fn run<S>(
     conn: Arc<Conn>,
     cfg: WriterConfig,
     stats: Arc<QueueStats>,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
 ) -> WriterEnd
 where
     S: Sink<Message> + Unpin,
@@ -79,30 +79,10 @@ where
     loop {
         let close = conn.queue.take_into(cfg.take_bytes, stats, &mut batch);
         if !batch.is_empty() {
-            let oldest = batch.iter().filter_map(|o| o.published_at).min();
-            let bytes: usize = batch.iter().map(|o| o.payload.len()).sum();
-            let mut n_frames = 0u64;
-            let write = async {
-                for frame in frames(&mut batch, conn.codec, cfg.packing, cfg.frame_batch_bytes) {
-                    n_frames += 1;
-                    sink.feed(frame).await?;
-                }
-                sink.flush().await
-            };
-            // A client that stops reading blocks this write. If the queue is aborted meanwhile
-            // (slow consumer, heartbeat, forced close), stop writing data and send the close.
-            tokio::select! {
-                r = write => {
-                    if let Err(e) = r {
-                        return WriterEnd::Failed(e.to_string());
-                    }
-                    metrics.frames_out.increment(n_frames);
-                    metrics.bytes_out.increment(bytes as u64);
-                    if let Some(t) = oldest {
-                        metrics.fanout_latency.record(t.elapsed().as_secs_f64());
-                    }
-                }
-                code = conn.queue.wait_abort() => return send_close(sink, code, cfg.close_timeout).await,
+            // Boxed, like the close below: while the connection idles, its task holds only
+            // the wait for the queue, not the larger write state.
+            if let Some(end) = Box::pin(write_batch(sink, &mut batch, conn, cfg, metrics)).await {
+                return end;
             }
             batch.clear();
             if batch.capacity() > 16 {
@@ -111,9 +91,50 @@ where
             continue;
         }
         if let Some(code) = close {
-            return send_close(sink, code, cfg.close_timeout).await;
+            return Box::pin(send_close(sink, code, cfg.close_timeout)).await;
         }
         conn.queue.wait().await;
+    }
+}
+
+/// Writes one batch; `Some` when the writer is done (the socket failed or the queue was aborted
+/// and the close sent).
+async fn write_batch<S>(
+    sink: &mut S,
+    batch: &mut Vec<Outbound>,
+    conn: &Conn,
+    cfg: &WriterConfig,
+    metrics: &Metrics,
+) -> Option<WriterEnd>
+where
+    S: Sink<Message> + Unpin,
+    S::Error: Display,
+{
+    let oldest = batch.iter().filter_map(|o| o.published_at).min();
+    let bytes: usize = batch.iter().map(|o| o.payload.len()).sum();
+    let mut n_frames = 0u64;
+    let write = async {
+        for frame in frames(batch, conn.codec, cfg.packing, cfg.frame_batch_bytes) {
+            n_frames += 1;
+            sink.feed(frame).await?;
+        }
+        sink.flush().await
+    };
+    // A client that stops reading blocks this write. If the queue is aborted meanwhile (slow
+    // consumer, heartbeat, forced close), stop writing data and send the close.
+    tokio::select! {
+        r = write => {
+            if let Err(e) = r {
+                return Some(WriterEnd::Failed(e.to_string()));
+            }
+            metrics.frames_out.increment(n_frames);
+            metrics.bytes_out.increment(bytes as u64);
+            if let Some(t) = oldest {
+                metrics.fanout_latency.record(t.elapsed().as_secs_f64());
+            }
+            None
+        }
+        code = conn.queue.wait_abort() => Some(send_close(sink, code, cfg.close_timeout).await),
     }
 }
 
@@ -296,7 +317,14 @@ mod tests {
             packing: Packing::Batch,
             close_timeout: Duration::from_secs(1),
         };
-        let end = run(tx, conn.clone(), cfg, stats.clone(), Metrics::new()).await;
+        let end = run(
+            tx,
+            conn.clone(),
+            cfg,
+            stats.clone(),
+            Arc::new(Metrics::new()),
+        )
+        .await;
         assert_eq!(end, WriterEnd::Closed(CloseCode::ShuttingDown));
         let first = rx.next().await.unwrap();
         assert_eq!(
