@@ -282,11 +282,14 @@ async fn coordinate(args: Args) -> anyhow::Result<()> {
         },
         "gaps": merged.gaps,
         "reorders": merged.reorders,
+        "churn": args.churn,
+        "churn_rejoins": merged.rejoins,
         "errors": merged.errors,
         "error_kinds": merged.error_kinds,
         "closes": merged.closes,
         "server": server,
         "storm": storm,
+        "sync_publishers": args.sync_publishers,
         "harness_cpu_s": merged.cpu_s + own_cpu,
     });
     let mut out = std::io::stdout().lock();
@@ -319,7 +322,7 @@ fn human(r: &Value) -> String {
     s += &format!(
         "deliveries    {} of {} expected (ratio {:.4}), {:.0}/s from {} published\n\
          latency       p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms\n\
-         order         gaps {}  reorders {}\n\
+         order         gaps {}  reorders {}  churn rejoins {}\n\
          errors        {} {}  closes {}\n",
         r["received"],
         r["expected"],
@@ -333,6 +336,7 @@ fn human(r: &Value) -> String {
         f(&l["max"]),
         r["gaps"],
         r["reorders"],
+        r["churn_rejoins"],
         r["errors"],
         r["error_kinds"],
         r["closes"],

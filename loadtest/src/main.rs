@@ -9,6 +9,7 @@
 mod coordinator;
 mod plan;
 mod procstat;
+mod schedule;
 mod stamp;
 mod stats;
 mod wire;

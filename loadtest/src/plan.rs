@@ -16,8 +16,8 @@ pub(crate) enum Scenario {
     /// N clients in rooms of `--room-size`; `--publishers` publishers at `--rate` each, every
     /// publisher cycling over its share of the rooms.
     Rooms,
-    /// Rooms traffic plus presence churn: every second `--churn` of the clients leave their room
-    /// and join again with `recover`.
+    /// Rooms traffic plus presence churn: each client leaves its room and joins again with
+    /// `recover` at random times, `--churn` times per second on average.
     Chat,
     /// Rooms traffic, and halfway through every client drops its connection at once and
     /// reconnects with `recover` (evd) or a plain rejoin (Socket.IO).
@@ -91,9 +91,14 @@ pub(crate) struct Args {
     /// Members per room (rooms, chat, idle, reconnect-storm; broadcast uses one room).
     #[arg(long, default_value_t = 10)]
     pub(crate) room_size: usize,
-    /// Fraction of clients that leave and rejoin each second (chat).
+    /// Leaves and rejoins per client per second, on average (chat): each client waits an
+    /// exponentially distributed time with mean 1/churn seconds between two.
     #[arg(long, default_value_t = 0.01)]
     pub(crate) churn: f64,
+    /// Fire every publisher's message k at the same instant (start + k/rate), the bursty worst
+    /// case. By default publisher p of P is offset by p/P of the interval, a steady load.
+    #[arg(long)]
+    pub(crate) sync_publishers: bool,
     /// evd codec.
     #[arg(long, value_enum, default_value = "json")]
     pub(crate) codec: CodecArg,
@@ -155,6 +160,8 @@ pub(crate) struct WorkerPlan {
     pub(crate) connect_timeout_ms: u64,
     pub(crate) secret: Option<String>,
     pub(crate) org: String,
+    /// Every publisher fires at once (`--sync-publishers`).
+    pub(crate) sync_publishers: bool,
 }
 
 impl WorkerPlan {
@@ -244,6 +251,7 @@ pub(crate) fn split(args: &Args) -> Vec<WorkerPlan> {
                 connect_timeout_ms: (args.connect_timeout * 1000.0) as u64,
                 secret: args.secret.clone(),
                 org: args.org.clone(),
+                sync_publishers: args.sync_publishers,
             };
             first += clients;
             plan

@@ -115,6 +115,8 @@ pub(crate) struct WorkerReport {
     pub(crate) gaps: u64,
     /// Offsets at or below one already seen.
     pub(crate) reorders: u64,
+    /// Churn leaves answered by a rejoin.
+    pub(crate) rejoins: u64,
     pub(crate) errors: u64,
     pub(crate) error_kinds: BTreeMap<String, u64>,
     /// Server-initiated closes by close code (1006: dropped without a close frame).
@@ -139,6 +141,7 @@ pub(crate) struct Merged {
     pub(crate) latency: Histogram<u64>,
     pub(crate) gaps: u64,
     pub(crate) reorders: u64,
+    pub(crate) rejoins: u64,
     pub(crate) errors: u64,
     pub(crate) error_kinds: BTreeMap<String, u64>,
     pub(crate) closes: BTreeMap<String, u64>,
@@ -171,6 +174,7 @@ pub(crate) fn merge(reports: &[WorkerReport]) -> anyhow::Result<Merged> {
         latency: histogram(),
         gaps: 0,
         reorders: 0,
+        rejoins: 0,
         errors: 0,
         error_kinds: BTreeMap::new(),
         closes: BTreeMap::new(),
@@ -190,6 +194,7 @@ pub(crate) fn merge(reports: &[WorkerReport]) -> anyhow::Result<Merged> {
         m.received += r.received;
         m.gaps += r.gaps;
         m.reorders += r.reorders;
+        m.rejoins += r.rejoins;
         m.errors += r.errors;
         add_map(&mut m.error_kinds, &r.error_kinds);
         add_map(&mut m.closes, &r.closes);

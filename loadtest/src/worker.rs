@@ -5,10 +5,14 @@
 //! joined (or failed), `{"t":"report",…}` at the end. Line in: `start <unix ms>`, the instant
 //! every worker starts measuring, so publishers on all workers share one schedule.
 //!
+//! Timers are per event, not per tick: a chat client sleeps until its next churn (a Poisson
+//! process), so 100,000 idle clients cause no wakeups between them.
+//!
 //! One thread per worker (a current-thread runtime and a `LocalSet`): counters are plain
 //! `RefCell`s with no locking, and the coordinator starts as many workers as the run needs.
 
 use crate::plan::{Scenario, WorkerPlan};
+use crate::schedule::{self, Schedule};
 use crate::stamp;
 use crate::stats::{self, OffsetTracker, Order, StormReport, WorkerReport};
 use crate::wire::{Incoming, Target, Wire};
@@ -42,6 +46,8 @@ const READ_BUFFER: usize = 8 * 1024;
 const STORM_GIVE_UP: Duration = Duration::from_secs(120);
 /// How long tokens live: longer than any run.
 const TOKEN_TTL_SECS: u64 = 6 * 3600;
+/// Longest wait for a churn: an exponential gap is unbounded, a timer is not.
+const CHURN_GAP_MAX: Duration = Duration::from_secs(24 * 3600);
 
 /// What the clients are doing now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +86,8 @@ struct Counters {
     received: u64,
     gaps: u64,
     reorders: u64,
+    /// Churn leaves answered by a rejoin.
+    rejoins: u64,
     errors: u64,
     error_kinds: BTreeMap<String, u64>,
     closes: BTreeMap<String, u64>,
@@ -105,6 +113,7 @@ impl Counters {
             received: 0,
             gaps: 0,
             reorders: 0,
+            rejoins: 0,
             errors: 0,
             error_kinds: BTreeMap::new(),
             closes: BTreeMap::new(),
@@ -353,10 +362,20 @@ async fn client(ctx: Rc<Ctx>, i: usize) {
     let mut phase = ctx.phase.subscribe();
     let jitter = Duration::from_millis(fastrand::u64(0..PING_EVERY.as_millis() as u64));
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + jitter, PING_EVERY);
-    let churn = plan.scenario == Scenario::Chat && plan.churn > 0.0;
-    let mut churn_tick =
-        tokio::time::interval_at(tokio::time::Instant::now() + jitter, Duration::from_secs(1));
+    // The churn is one timer, armed when the run starts.
+    let churn_rate = (plan.scenario == Scenario::Chat && plan.churn > 0.0).then_some(plan.churn);
+    let churn_gap = || schedule::exponential(fastrand::f64(), plan.churn).min(CHURN_GAP_MAX);
+    let churn_timer = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(churn_timer);
+    let mut churning = false;
+    let mut arm = *phase.borrow_and_update() == Phase::Run;
     loop {
+        if std::mem::take(&mut arm) && churn_rate.is_some() {
+            churn_timer
+                .as_mut()
+                .reset(tokio::time::Instant::now() + churn_gap());
+            churning = true;
+        }
         tokio::select! {
             msg = ws.next() => {
                 if !on_frame(&ctx, &mut ws, &mut member, msg).await {
@@ -369,25 +388,29 @@ async fn client(ctx: Rc<Ctx>, i: usize) {
                     break;
                 }
             }
-            _ = churn_tick.tick(), if churn && *phase.borrow() == Phase::Run => {
-                if fastrand::f64() < plan.churn {
-                    // Leave and come back at once, recovering what was missed in between.
-                    let left = ws.send(ctx.wire.leave(&room)).await;
-                    let back = match left {
-                        Ok(()) => join(&ctx, &mut ws, &room, &mut member, true, false).await,
-                        Err(e) => Err(e.to_string()),
-                    };
-                    if let Err(e) = back {
-                        ctx.counters.borrow_mut().error(format!("churn: {e}"));
-                        break;
-                    }
+            () = &mut churn_timer, if churning => {
+                // Leave and come back at once, recovering what was missed in between.
+                let left = ws.send(ctx.wire.leave(&room)).await;
+                let back = match left {
+                    Ok(()) => join(&ctx, &mut ws, &room, &mut member, true, false).await,
+                    Err(e) => Err(e.to_string()),
+                };
+                if let Err(e) = back {
+                    ctx.counters.borrow_mut().error(format!("churn: {e}"));
+                    break;
                 }
+                ctx.counters.borrow_mut().rejoins += 1;
+                churn_timer
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + churn_gap());
             }
             changed = phase.changed() => {
                 let now = *phase.borrow_and_update();
                 if changed.is_err() || now == Phase::Done {
                     break;
                 }
+                arm = now == Phase::Run;
+                churning &= now == Phase::Run;
                 if now == Phase::Storm {
                     match storm(&ctx, ws, t, token.as_deref(), &room, &mut member).await {
                         Some(back) => ws = back,
@@ -575,15 +598,21 @@ async fn publisher(ctx: Rc<Ctx>, p: usize) {
     let Some((start, start_us)) = ctx.start.get() else {
         return;
     };
-    let total = (plan.rate * plan.duration_ms as f64 / 1000.0).floor() as u64;
-    let interval_us = 1e6 / plan.rate;
+    let schedule = Schedule::new(
+        plan.rate,
+        Duration::from_millis(plan.duration_ms),
+        p,
+        plan.total_publishers,
+        plan.sync_publishers,
+    );
+    let total = schedule.total();
     let mut k: u64 = 0;
     while k < total {
-        let elapsed = start.elapsed().as_secs_f64();
-        let due = ((elapsed * plan.rate).floor() as u64 + 1).min(total);
+        // Everything due by now goes out at once, each stamped with its own due time.
+        let due = schedule.due_by(start.elapsed().as_micros() as u64);
         while k < due {
             let room = rooms[(k % rooms.len() as u64) as usize];
-            let intended = start_us + (k as f64 * interval_us) as u64;
+            let intended = start_us + schedule.due_at_us(k);
             let text = stamp::text(k, intended, plan.payload);
             if sink
                 .feed(wire.send(&plan.room_name(room), text))
@@ -607,7 +636,7 @@ async fn publisher(ctx: Rc<Ctx>, p: usize) {
         if k >= total {
             break;
         }
-        let next = start + Duration::from_micros((k as f64 * interval_us) as u64);
+        let next = start + Duration::from_micros(schedule.due_at_us(k));
         tokio::select! {
             _ = tokio::time::sleep_until(next.into()) => {}
             Some(()) = pong_rx.recv() => { let _ = sink.send(Wire::sio_pong()).await; }
@@ -653,6 +682,7 @@ fn report(ctx: &Ctx) -> WorkerReport {
         latency_hist: stats::encode(&c.latency_hist),
         gaps: c.gaps,
         reorders: c.reorders,
+        rejoins: c.rejoins,
         errors: c.errors,
         error_kinds: c.error_kinds.clone(),
         closes: c.closes.clone(),
