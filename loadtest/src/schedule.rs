@@ -1,5 +1,5 @@
-//! When things happen: the publishers' open-loop send times and the gaps between a client's
-//! churn rejoins. Pure arithmetic, so the worker's timing can be tested
+//! When things happen: the publishers' open-loop send times, the gaps between a client's churn
+//! rejoins, and the instant a client votes. Pure arithmetic, so the worker's timing can be tested
 //! without a clock.
 
 use std::time::Duration;
@@ -94,6 +94,11 @@ pub(crate) fn exponential(u: f64, rate_per_s: f64) -> Duration {
     Duration::from_secs_f64(-(1.0 - u).ln() / rate_per_s)
 }
 
+/// A uniformly random instant in `[0, window)` from `u` uniform in `[0, 1)`.
+pub(crate) fn uniform(u: f64, window: Duration) -> Duration {
+    window.mul_f64(u.clamp(0.0, 1.0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,5 +178,13 @@ mod tests {
         // The median of an exponential is ln 2 / rate.
         let median = exponential(0.5, rate).as_secs_f64();
         assert!((median - 2f64.ln() / rate).abs() < 1e-9);
+    }
+
+    #[test]
+    fn uniform_instants_stay_in_the_window() {
+        let w = Duration::from_secs(1);
+        assert_eq!(uniform(0.0, w), Duration::ZERO);
+        assert_eq!(uniform(0.25, w), Duration::from_millis(250));
+        assert!(uniform(0.999_999, w) < w);
     }
 }
