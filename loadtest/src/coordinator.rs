@@ -1,8 +1,10 @@
-//! The coordinator: starts the workers, shows progress, starts the measurement on every worker
-//! at one instant, samples the servers from `/proc`, merges the reports and prints them.
+//! The coordinator: makes the rooms' polls (`--api`), starts the workers, shows progress,
+//! starts the measurement on every worker at one instant, samples the servers from `/proc`,
+//! merges the reports and prints them.
 
 use crate::plan::{self, Args, Scenario};
 use crate::procstat::{self, Sample};
+use crate::provision;
 use crate::stats::{self, WorkerReport};
 use anyhow::{Context, bail};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -42,10 +44,44 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
 }
 
 async fn coordinate(args: Args) -> anyhow::Result<()> {
-    if args.targets.is_empty() {
-        bail!("no --targets");
-    }
-    let plans = plan::split(&args);
+    plan::check(&args)?;
+    let bars = MultiProgress::with_draw_target(if args.json || !std::io::stderr().is_terminal() {
+        ProgressDrawTarget::hidden()
+    } else {
+        ProgressDrawTarget::stderr()
+    });
+    let style = ProgressStyle::with_template("{prefix:>10} [{bar:40}] {pos}/{len} {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    let provisioned = match &args.api {
+        Some(api) => {
+            let rooms = plan::room_count(&args);
+            let bar = bars.add(ProgressBar::new(rooms as u64));
+            bar.set_style(style.clone());
+            bar.set_prefix("polls");
+            let p = provision::provision(
+                api,
+                args.secret.clone(),
+                rooms,
+                match args.scenario {
+                    Scenario::Broadcast => args.connections,
+                    _ => args.room_size,
+                },
+                &bar,
+            )
+            .await?;
+            if !args.json {
+                eprintln!(
+                    "api: org {}, {} sessions with a poll each",
+                    p.org,
+                    p.rooms.len()
+                );
+            }
+            Some(p)
+        }
+        None => None,
+    };
+    let plans = plan::split(&args, provisioned.as_ref());
     let n_workers = plans.len();
     let biggest = plans
         .iter()
@@ -68,13 +104,18 @@ async fn coordinate(args: Args) -> anyhow::Result<()> {
     for p in &plans {
         let mut child = Command::new(&exe)
             .arg("--worker")
-            .arg(serde_json::to_string(p)?)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
             .spawn()
             .context("start a worker")?;
+        // The plan goes on stdin: with thousands of polls it outgrows a command-line argument.
+        let stdin = child.stdin.as_mut().context("worker stdin")?;
+        let mut line = serde_json::to_vec(p)?;
+        line.push(b'\n');
+        stdin.write_all(&line).await?;
+        stdin.flush().await?;
         let stdout = child.stdout.take().context("worker stdout")?;
         let tx = tx.clone();
         let w = p.worker;
@@ -91,14 +132,6 @@ async fn coordinate(args: Args) -> anyhow::Result<()> {
     }
     drop(tx);
 
-    let bars = MultiProgress::with_draw_target(if args.json || !std::io::stderr().is_terminal() {
-        ProgressDrawTarget::hidden()
-    } else {
-        ProgressDrawTarget::stderr()
-    });
-    let style = ProgressStyle::with_template("{prefix:>10} [{bar:40}] {pos}/{len} {msg}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
     let connect_bar = bars.add(ProgressBar::new(args.connections as u64));
     connect_bar.set_style(style.clone());
     connect_bar.set_prefix("connect");
@@ -109,6 +142,8 @@ async fn coordinate(args: Args) -> anyhow::Result<()> {
     let mut received = vec![0u64; n_workers];
     let mut back = vec![0u64; n_workers];
     let mut errors = vec![0u64; n_workers];
+    let mut votes_acked = vec![0u64; n_workers];
+    let votes_planned = plans.first().and_then(|p| p.vote_window()).is_some();
     let mut ready = 0;
     let mut reports: Vec<Option<WorkerReport>> = vec![None; n_workers];
     let mut gone = 0;
@@ -173,9 +208,13 @@ async fn coordinate(args: Args) -> anyhow::Result<()> {
                         received[w] = v["received"].as_u64().unwrap_or(0);
                         back[w] = v["back"].as_u64().unwrap_or(0);
                         errors[w] = v["errors"].as_u64().unwrap_or(0);
+                        votes_acked[w] = v["votes_acked"].as_u64().unwrap_or(0);
                         let mut m = format!("received {}", received.iter().sum::<u64>());
                         if args.scenario == Scenario::ReconnectStorm {
                             m.push_str(&format!(", back {}", back.iter().sum::<u64>()));
+                        }
+                        if votes_planned {
+                            m.push_str(&format!(", votes acked {}", votes_acked.iter().sum::<u64>()));
                         }
                         m.push_str(&format!(", errors {}", errors.iter().sum::<u64>()));
                         run_bar.set_message(m);
@@ -207,6 +246,7 @@ async fn coordinate(args: Args) -> anyhow::Result<()> {
     }
     let reports: Vec<WorkerReport> = reports.into_iter().flatten().collect();
     let merged = stats::merge(&reports)?;
+    let votes = stats::merge_votes(&reports)?;
     let own_cpu = procstat::sample(None).map_or(0.0, |s| s.cpu_s);
 
     let ms = |us: u64| us as f64 / 1000.0;
@@ -249,6 +289,32 @@ async fn coordinate(args: Args) -> anyhow::Result<()> {
             "rejoin_p50_ms": q(h, 0.5), "rejoin_p99_ms": q(h, 0.99),
         })
     });
+    let start_us = start_ms * 1000;
+    let votes = votes.map(|v| {
+        let span_s = v.last_ack_us.saturating_sub(start_us) as f64 / 1e6;
+        json!({
+            "sent": v.sent,
+            "acked": v.acked,
+            "errors": v.errors,
+            "error_kinds": v.error_kinds,
+            "unanswered": v.sent.saturating_sub(v.acked + v.errors),
+            "latency_ms": {
+                "p50": q(&v.latency, 0.5), "p95": q(&v.latency, 0.95),
+                "p99": q(&v.latency, 0.99), "p999": q(&v.latency, 0.999),
+                "max": if v.latency.is_empty() { 0.0 } else { ms(v.latency.max()) },
+            },
+            "rate_per_s": if span_s > 0.0 { v.acked as f64 / span_s } else { 0.0 },
+            "rooms_checked": v.rooms_checked,
+            "rooms_tally_ok": v.rooms_tally_ok,
+            "tally_mismatches": v.mismatches.iter().take(10).map(|(room, seen, acked)| {
+                json!({ "room": room, "largest_total_seen": seen, "acked": acked })
+            }).collect::<Vec<_>>(),
+            "members_missed_final": v.members_missed_final,
+            "results_converged_s": if v.converged_us > 0 {
+                v.converged_us.saturating_sub(start_us) as f64 / 1e6
+            } else { 0.0 },
+        })
+    });
     let report = json!({
         "scenario": args.scenario,
         "target": args.target,
@@ -282,11 +348,17 @@ async fn coordinate(args: Args) -> anyhow::Result<()> {
         },
         "gaps": merged.gaps,
         "reorders": merged.reorders,
+        "churn": args.churn,
+        "churn_rejoins": merged.rejoins,
         "errors": merged.errors,
         "error_kinds": merged.error_kinds,
         "closes": merged.closes,
         "server": server,
         "storm": storm,
+        "api": args.api,
+        "org": provisioned.as_ref().map_or(&args.org, |p| &p.org),
+        "sync_publishers": args.sync_publishers,
+        "votes": votes,
         "harness_cpu_s": merged.cpu_s + own_cpu,
     });
     let mut out = std::io::stdout().lock();
@@ -319,7 +391,7 @@ fn human(r: &Value) -> String {
     s += &format!(
         "deliveries    {} of {} expected (ratio {:.4}), {:.0}/s from {} published\n\
          latency       p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms\n\
-         order         gaps {}  reorders {}\n\
+         order         gaps {}  reorders {}  churn rejoins {}\n\
          errors        {} {}  closes {}\n",
         r["received"],
         r["expected"],
@@ -333,6 +405,7 @@ fn human(r: &Value) -> String {
         f(&l["max"]),
         r["gaps"],
         r["reorders"],
+        r["churn_rejoins"],
         r["errors"],
         r["error_kinds"],
         r["closes"],
@@ -363,6 +436,33 @@ fn human(r: &Value) -> String {
             st["not_recovered"],
             st["replayed"],
         );
+    }
+    let v = &r["votes"];
+    if !v.is_null() {
+        let l = &v["latency_ms"];
+        s += &format!(
+            "votes         {} sent, {} acked, {} errors {}, {} unanswered; {:.0} acked/s\n\
+             vote latency  p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms\n\
+             tally         {} of {} rooms ok, results converged in {:.2} s, {} members missed the final tally\n",
+            v["sent"],
+            v["acked"],
+            v["errors"],
+            v["error_kinds"],
+            v["unanswered"],
+            f(&v["rate_per_s"]),
+            f(&l["p50"]),
+            f(&l["p95"]),
+            f(&l["p99"]),
+            f(&l["p999"]),
+            f(&l["max"]),
+            v["rooms_tally_ok"],
+            v["rooms_checked"],
+            f(&v["results_converged_s"]),
+            v["members_missed_final"],
+        );
+        if let Some(bad) = v["tally_mismatches"].as_array().filter(|b| !b.is_empty()) {
+            s += &format!("tally FAILED  {}\n", Value::Array(bad.clone()));
+        }
     }
     s += &format!("harness CPU   {:.2} s", f(&r["harness_cpu_s"]));
     s

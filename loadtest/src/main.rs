@@ -5,10 +5,15 @@
 //! neither the per-process file limit nor the ~28k ephemeral ports of one address pair bound the
 //! run. Workers report HdrHistograms and counters as JSON lines; the coordinator merges them,
 //! samples the servers' CPU and memory from `/proc`, and prints a report (or `--json`).
+//!
+//! With `--api` the coordinator first creates an org, an event and a session with a poll per
+//! room through the engine's REST API, and the clients vote in those polls over the WebSocket.
 
 mod coordinator;
 mod plan;
 mod procstat;
+mod provision;
+mod schedule;
 mod stamp;
 mod stats;
 mod wire;
@@ -17,13 +22,9 @@ mod worker;
 use clap::Parser;
 
 fn main() -> anyhow::Result<()> {
-    // The worker flag is hidden from the normal interface: its value is a JSON plan.
-    let mut args = std::env::args().skip(1);
-    if args.next().as_deref() == Some("--worker") {
-        let spec = args
-            .next()
-            .ok_or_else(|| anyhow::anyhow!("--worker needs its plan"))?;
-        return worker::run(serde_json::from_str(&spec)?);
+    // The worker flag is hidden from the normal interface; the plan follows on stdin.
+    if std::env::args().nth(1).as_deref() == Some("--worker") {
+        return worker::run();
     }
     coordinator::run(plan::Args::parse())
 }

@@ -4,6 +4,7 @@ use crate::wire::Target;
 use clap::{Parser, ValueEnum};
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
 
 /// What the clients do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
@@ -16,12 +17,16 @@ pub(crate) enum Scenario {
     /// N clients in rooms of `--room-size`; `--publishers` publishers at `--rate` each, every
     /// publisher cycling over its share of the rooms.
     Rooms,
-    /// Rooms traffic plus presence churn: every second `--churn` of the clients leave their room
-    /// and join again with `recover`.
+    /// Rooms traffic plus presence churn: each client leaves its room and joins again with
+    /// `recover` at random times, `--churn` times per second on average. With `--api`, every
+    /// client also votes once in its room's poll at a random time of the run.
     Chat,
     /// Rooms traffic, and halfway through every client drops its connection at once and
     /// reconnects with `recover` (evd) or a plain rejoin (Socket.IO).
     ReconnectStorm,
+    /// N clients in rooms of `--room-size`, each with a poll (needs `--api`); every client votes
+    /// once at a random instant of the run's first second. Publishers, if any, add chat.
+    PollBurst,
 }
 
 /// Wire codec for evd targets.
@@ -41,6 +46,9 @@ impl CodecArg {
     }
 }
 
+/// The window in which every client of `poll-burst` votes.
+pub(crate) const POLL_BURST_WINDOW: Duration = Duration::from_secs(1);
+
 /// Most connections one worker holds: a process may open 20,000 files here, and a worker needs
 /// a few for itself.
 pub(crate) const MAX_PER_WORKER: usize = 18_000;
@@ -49,7 +57,7 @@ pub(crate) const MAX_PER_WORKER: usize = 18_000;
 #[command(
     name = "evd-loadtest",
     about = "Load harness for evd and Socket.IO servers: connections, open-loop publishers, delivery latency without coordinated omission",
-    after_help = "Example: evd-loadtest broadcast --connections 10000 --rate 10 --duration 30 --server-pid $(pgrep -n evd)"
+    after_help = "Examples:\n  evd-loadtest broadcast --connections 10000 --rate 10 --duration 30 --server-pid $(pgrep -n evd)\n  evd-loadtest poll-burst --connections 5000 --publishers 0 --api http://127.0.0.1:8080 --targets ws://127.0.0.1:8080"
 )]
 pub(crate) struct Args {
     /// What the clients do.
@@ -91,9 +99,19 @@ pub(crate) struct Args {
     /// Members per room (rooms, chat, idle, reconnect-storm; broadcast uses one room).
     #[arg(long, default_value_t = 10)]
     pub(crate) room_size: usize,
-    /// Fraction of clients that leave and rejoin each second (chat).
+    /// Leaves and rejoins per client per second, on average (chat): each client waits an
+    /// exponentially distributed time with mean 1/churn seconds between two.
     #[arg(long, default_value_t = 0.01)]
     pub(crate) churn: f64,
+    /// Fire every publisher's message k at the same instant (start + k/rate), the bursty worst
+    /// case. By default publisher p of P is offset by p/P of the interval, a steady load.
+    #[arg(long)]
+    pub(crate) sync_publishers: bool,
+    /// The engine's REST base URL (e.g. http://127.0.0.1:8080; paths under /api/v1). Before the
+    /// run the coordinator creates a fresh org, one event, and per room a session with a poll;
+    /// rooms become `session:<session id>`. Needed by poll-burst; adds votes to chat. evd only.
+    #[arg(long)]
+    pub(crate) api: Option<String>,
     /// evd codec.
     #[arg(long, value_enum, default_value = "json")]
     pub(crate) codec: CodecArg,
@@ -110,7 +128,7 @@ pub(crate) struct Args {
     /// HS256 secret to mint tokens with (default: the engine's development secret).
     #[arg(long, env = "EVD_JWT_SECRET", hide_env_values = true)]
     pub(crate) secret: Option<String>,
-    /// Organization the tokens are minted for.
+    /// Organization the tokens are minted for (with `--api`, the org made for the run instead).
     #[arg(long, default_value = "loadtest")]
     pub(crate) org: String,
     /// Room name prefix; rooms are `session:<prefix>-<n>`. Default: unique per run.
@@ -155,6 +173,21 @@ pub(crate) struct WorkerPlan {
     pub(crate) connect_timeout_ms: u64,
     pub(crate) secret: Option<String>,
     pub(crate) org: String,
+    /// Every publisher fires at once (`--sync-publishers`).
+    pub(crate) sync_publishers: bool,
+    /// The rooms made through the REST API, by room index; empty without `--api`.
+    pub(crate) api_rooms: Vec<ApiRoom>,
+}
+
+/// A room made through the REST API: a session's room and the poll open in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ApiRoom {
+    /// `session:<session id>`.
+    pub(crate) name: String,
+    /// The poll id.
+    pub(crate) poll: String,
+    /// The poll's option ids.
+    pub(crate) options: Vec<String>,
 }
 
 impl WorkerPlan {
@@ -165,7 +198,24 @@ impl WorkerPlan {
 
     /// The room name of room index `r`.
     pub(crate) fn room_name(&self, r: usize) -> String {
-        format!("session:{}-{r}", self.room_prefix)
+        match self.api_rooms.get(r) {
+            Some(room) => room.name.clone(),
+            None => format!("session:{}-{r}", self.room_prefix),
+        }
+    }
+
+    /// The window in which each client votes once, from the start; `None` when clients do not
+    /// vote (no polls, or a scenario without votes).
+    pub(crate) fn vote_window(&self) -> Option<Duration> {
+        if self.api_rooms.is_empty() {
+            return None;
+        }
+        let run = Duration::from_millis(self.duration_ms);
+        match self.scenario {
+            Scenario::Chat => Some(run),
+            Scenario::PollBurst => Some(POLL_BURST_WINDOW.min(run)),
+            _ => None,
+        }
     }
 
     /// The rooms publisher `p` publishes to, in turn.
@@ -186,8 +236,37 @@ fn room_of(scenario: Scenario, room_size: usize, i: usize) -> usize {
     }
 }
 
-/// Splits a run into worker plans.
-pub(crate) fn split(args: &Args) -> Vec<WorkerPlan> {
+/// Refuses combinations of flags that cannot work, before anything is started.
+pub(crate) fn check(args: &Args) -> anyhow::Result<()> {
+    if args.targets.is_empty() {
+        anyhow::bail!("no --targets");
+    }
+    if args.api.is_some() && args.target != Target::Evd {
+        anyhow::bail!("--api needs --target evd: Socket.IO servers have no polls to vote in");
+    }
+    if args.scenario == Scenario::PollBurst && args.api.is_none() {
+        anyhow::bail!("poll-burst needs --api <REST base URL> to create the polls");
+    }
+    Ok(())
+}
+
+/// How many rooms a run has.
+pub(crate) fn room_count(args: &Args) -> usize {
+    match args.scenario {
+        Scenario::Broadcast => 1,
+        _ => args.connections.div_ceil(args.room_size.max(1)).max(1),
+    }
+}
+
+/// The org and rooms made through the REST API for a run.
+#[derive(Debug, Clone)]
+pub(crate) struct Provisioned {
+    pub(crate) org: String,
+    pub(crate) rooms: Vec<ApiRoom>,
+}
+
+/// Splits a run into worker plans; `api` replaces the org and the room names when given.
+pub(crate) fn split(args: &Args, api: Option<&Provisioned>) -> Vec<WorkerPlan> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let needed = args.connections.div_ceil(args.per_worker.max(1)).max(1);
     let workers = if args.workers > 0 {
@@ -195,10 +274,7 @@ pub(crate) fn split(args: &Args) -> Vec<WorkerPlan> {
     } else {
         needed.max(cores.min(args.connections.max(1)))
     };
-    let rooms = match args.scenario {
-        Scenario::Broadcast => 1,
-        _ => args.connections.div_ceil(args.room_size.max(1)).max(1),
-    };
+    let rooms = room_count(args);
     let loopback = args
         .targets
         .iter()
@@ -243,7 +319,9 @@ pub(crate) fn split(args: &Args) -> Vec<WorkerPlan> {
                 drain_ms: (args.drain * 1000.0) as u64,
                 connect_timeout_ms: (args.connect_timeout * 1000.0) as u64,
                 secret: args.secret.clone(),
-                org: args.org.clone(),
+                org: api.map_or_else(|| args.org.clone(), |a| a.org.clone()),
+                sync_publishers: args.sync_publishers,
+                api_rooms: api.map(|a| a.rooms.clone()).unwrap_or_default(),
             };
             first += clients;
             plan
@@ -264,7 +342,7 @@ mod tests {
     #[test]
     fn connections_are_split_without_loss_over_workers_and_sources() {
         let a = args(&["rooms", "-c", "40001", "--room-size", "10", "-p", "100"]);
-        let plans = split(&a);
+        let plans = split(&a, None);
         assert_eq!(plans.len(), 3);
         assert_eq!(plans.iter().map(|p| p.clients).sum::<usize>(), 40001);
         assert!(plans.iter().all(|p| p.clients <= MAX_PER_WORKER));
@@ -281,7 +359,7 @@ mod tests {
     #[test]
     fn publishers_cover_every_room_once() {
         let a = args(&["rooms", "-c", "10000", "--room-size", "10", "-p", "100"]);
-        let plan = &split(&a)[0];
+        let plan = &split(&a, None)[0];
         let mut seen = vec![0; plan.rooms];
         for p in 0..100 {
             for r in plan.rooms_of_publisher(p) {
@@ -305,9 +383,57 @@ mod tests {
             "--sources",
             "10.0.0.9",
         ]);
-        let plans = split(&a);
+        let plans = split(&a, None);
         assert_eq!(plans[0].targets.len(), 2);
         assert_eq!(plans[1].source.unwrap().to_string(), "10.0.0.9");
         assert_eq!(plans[0].room_of(57), 0);
+    }
+
+    #[test]
+    fn polls_need_the_api_and_the_api_needs_evd() {
+        assert!(check(&args(&["poll-burst"])).is_err());
+        assert!(check(&args(&["poll-burst", "--api", "http://127.0.0.1:8080"])).is_ok());
+        assert!(
+            check(&args(&[
+                "chat",
+                "--api",
+                "http://x:1",
+                "--target",
+                "socketio"
+            ]))
+            .is_err()
+        );
+        assert!(check(&args(&["chat", "--target", "socketio"])).is_ok());
+    }
+
+    #[test]
+    fn api_rooms_replace_the_org_and_the_room_names_and_decide_who_votes() {
+        let a = args(&["poll-burst", "-c", "30", "--room-size", "10", "-d", "5"]);
+        let rooms: Vec<ApiRoom> = (0..room_count(&a))
+            .map(|r| ApiRoom {
+                name: format!("session:s{r}"),
+                poll: format!("p{r}"),
+                options: vec!["o1".into(), "o2".into()],
+            })
+            .collect();
+        let api = Provisioned {
+            org: "lt-1-2".into(),
+            rooms,
+        };
+        let plan = &split(&a, Some(&api))[0];
+        assert_eq!(plan.org, "lt-1-2");
+        assert_eq!(plan.room_name(plan.room_of(25)), "session:s2");
+        assert_eq!(plan.vote_window(), Some(POLL_BURST_WINDOW));
+        let chat = args(&["chat", "-c", "30", "-d", "5"]);
+        assert_eq!(
+            split(&chat, Some(&api))[0].vote_window(),
+            Some(Duration::from_secs(5))
+        );
+        // Without the API there are no polls, so nobody votes and the names are generated.
+        let plain = &split(&chat, None)[0];
+        assert_eq!(plain.vote_window(), None);
+        assert!(plain.room_name(0).starts_with("session:lt"));
+        let rooms = args(&["rooms", "-c", "30"]);
+        assert_eq!(split(&rooms, Some(&api))[0].vote_window(), None);
     }
 }

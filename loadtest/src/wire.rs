@@ -4,10 +4,14 @@
 //! Incoming frames are read with a lean view of the events (only the fields the harness uses),
 //! because at saturation the harness decodes as many events per second as the server sends.
 
-use evd_protocol::op::{JoinRoom, LeaveRoom, Ping, SendMessage, StreamPosition};
+use evd_protocol::op::{
+    JoinRoom, LeaveRoom, Ping, SendMessage, StreamPosition, SubmitPollResponse,
+};
 use evd_protocol::{Codec, Op, Request, RoomName};
 use serde::Deserialize;
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
+use std::fmt;
 use tokio_tungstenite::tungstenite::Message;
 
 /// Which server the harness drives.
@@ -24,6 +28,8 @@ pub(crate) enum Target {
 
 /// The `ref` of a client's join, so its `ROOM_JOINED` (or Socket.IO ack) is recognized.
 const JOIN_REF: i64 = 1;
+/// The `ref` of a client's vote, so its `ACK` or `ERROR` is recognized. A client votes once.
+pub(crate) const VOTE_REF: i64 = 2;
 
 /// What one incoming event means to a scenario.
 #[derive(Debug, PartialEq)]
@@ -40,8 +46,15 @@ pub(crate) enum Incoming<'a> {
         recovered: bool,
         history: Vec<(u64, Cow<'a, str>)>,
     },
-    /// An `ERROR` event with its code.
-    Error(Cow<'a, str>),
+    /// An `ACK` and the `ref` it answers.
+    Ack { r#ref: Option<i64> },
+    /// An `ERROR` event with the `ref` it answers, if any, and its code.
+    Error {
+        r#ref: Option<i64>,
+        code: Cow<'a, str>,
+    },
+    /// A poll's running tally (`POLL_RESULTS`): all votes so far.
+    PollResults { poll: Cow<'a, str>, total: u64 },
     /// Engine.IO open packet: answer [`Wire::sio_connect`].
     SioOpen,
     /// Socket.IO namespace connected: the client may emit.
@@ -59,6 +72,40 @@ struct Hist<'a> {
     offset: u64,
     #[serde(borrow)]
     text: Cow<'a, str>,
+}
+
+/// A `poll` field: the poll id in `POLL_RESULTS` and `POLL_CLOSED`, a whole poll object in
+/// `POLL_CREATED` (skipped).
+struct PollField<'a>(Option<Cow<'a, str>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for PollField<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct IdOrAnything<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for IdOrAnything<'a> {
+            type Value = PollField<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a poll id or a poll")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(PollField(Some(Cow::Borrowed(v))))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(PollField(Some(Cow::Owned(v.to_owned()))))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+                while m.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(PollField(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Self::Value, A::Error> {
+                while s.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(PollField(None))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(PollField(None))
+            }
+        }
+        d.deserialize_any(IdOrAnything(std::marker::PhantomData))
+    }
 }
 
 /// The fields of an evd event the harness reads; the rest is skipped unparsed.
@@ -80,6 +127,10 @@ struct Lite<'a> {
     code: Option<Cow<'a, str>>,
     #[serde(rename = "ref", default)]
     r#ref: Option<i64>,
+    #[serde(default, borrow)]
+    poll: Option<PollField<'a>>,
+    #[serde(default)]
+    total: Option<u64>,
 }
 
 impl<'a> Lite<'a> {
@@ -100,7 +151,18 @@ impl<'a> Lite<'a> {
                     .map(|h| (h.offset, h.text))
                     .collect(),
             },
-            "ERROR" => Incoming::Error(self.code.unwrap_or(Cow::Borrowed("unknown"))),
+            "ACK" => Incoming::Ack { r#ref: self.r#ref },
+            "ERROR" => Incoming::Error {
+                r#ref: self.r#ref,
+                code: self.code.unwrap_or(Cow::Borrowed("unknown")),
+            },
+            "POLL_RESULTS" => match self.poll.and_then(|p| p.0) {
+                Some(poll) => Incoming::PollResults {
+                    poll,
+                    total: self.total.unwrap_or(0),
+                },
+                None => Incoming::Other,
+            },
             _ => Incoming::Other,
         }
     }
@@ -208,6 +270,17 @@ impl Wire {
                 .into(),
             ),
         }
+    }
+
+    /// Vote for `option` in `poll` (evd only), with [`VOTE_REF`].
+    pub(crate) fn vote(&self, poll: &str, option: &str) -> Message {
+        self.evd(
+            Op::SubmitPollResponse(SubmitPollResponse {
+                poll: poll.to_owned(),
+                option: option.to_owned(),
+            }),
+            Some(VOTE_REF),
+        )
     }
 
     /// The application heartbeat (evd); Socket.IO clients answer the server's pings instead.
@@ -394,6 +467,80 @@ mod tests {
                 offset: Some(5),
                 text: "1:2:xx".into()
             }
+        );
+    }
+
+    #[test]
+    fn evd_poll_results_acks_and_errors_carry_what_votes_need() {
+        let frame = br#"[{"ev":"POLL_CREATED","room":"session:s1","poll":{"id":"p1","question":"q","options":[{"id":"o1","text":"a"}],"closes_at":null}},{"ev":"POLL_RESULTS","room":"session:s1","poll":"p1","counts":{"o1":3,"o2":1},"total":4},{"ev":"ACK","ref":2},{"ev":"ERROR","ref":2,"code":"conflict","message":"you have already voted"},{"ev":"ERROR","code":"rate_limited","message":"slow down"},{"ev":"POLL_CLOSED","room":"session:s1","poll":"p1","counts":{},"total":4}]"#;
+        let got = all(JSON, frame, false);
+        assert_eq!(
+            got,
+            vec![
+                Incoming::Other,
+                Incoming::PollResults {
+                    poll: "p1".into(),
+                    total: 4
+                },
+                Incoming::Ack { r#ref: Some(2) },
+                Incoming::Error {
+                    r#ref: Some(VOTE_REF),
+                    code: "conflict".into()
+                },
+                Incoming::Error {
+                    r#ref: None,
+                    code: "rate_limited".into()
+                },
+                Incoming::Other,
+            ]
+        );
+    }
+
+    #[test]
+    fn evd_msgpack_poll_results_and_the_vote_op() {
+        use evd_protocol::Event;
+        use evd_protocol::event::{Poll, PollCreated, PollResults};
+        let created = Event::PollCreated(PollCreated {
+            room: "session:s1".into(),
+            poll: Poll {
+                id: "p1".into(),
+                question: "q".into(),
+                options: Vec::new(),
+                closes_at: None,
+            },
+            outbox_id: None,
+        });
+        let results = Event::PollResults(PollResults {
+            room: "session:s1".into(),
+            poll: "p1".into(),
+            counts: [("o1".to_owned(), 7)].into(),
+            total: 7,
+        });
+        let frame = Codec::MsgPack.batch(&[
+            Codec::MsgPack.encode(&created).unwrap(),
+            Codec::MsgPack.encode(&results).unwrap(),
+        ]);
+        let wire = Wire {
+            target: Target::Evd,
+            codec: Codec::MsgPack,
+        };
+        assert_eq!(
+            all(wire, &frame, true),
+            vec![
+                Incoming::Other,
+                Incoming::PollResults {
+                    poll: "p1".into(),
+                    total: 7
+                }
+            ]
+        );
+        let Message::Text(vote) = JSON.vote("p1", "o2") else {
+            panic!("JSON ops are text")
+        };
+        let vote: serde_json::Value = serde_json::from_str(vote.as_str()).unwrap();
+        assert_eq!(
+            vote,
+            serde_json::json!({"op": "submit_poll_response", "ref": VOTE_REF, "poll": "p1", "option": "o2"})
         );
     }
 

@@ -2,16 +2,21 @@
 //! publishers, and reports counters and histograms as JSON lines on stdout.
 //!
 //! Lines out: `{"t":"progress",…}` every half second, `{"t":"ready"}` once every connection has
-//! joined (or failed), `{"t":"report",…}` at the end. Line in: `start <unix ms>`, the instant
-//! every worker starts measuring, so publishers on all workers share one schedule.
+//! joined (or failed), `{"t":"report",…}` at the end. Lines in: the plan as JSON (too big for the
+//! command line once it lists thousands of polls), then `start <unix ms>`, the instant every
+//! worker starts measuring, so publishers on all workers share one schedule.
+//!
+//! Timers are per event, not per tick: a chat client sleeps until its next churn (a Poisson
+//! process) and its vote, so 100,000 idle clients cause no wakeups between them.
 //!
 //! One thread per worker (a current-thread runtime and a `LocalSet`): counters are plain
 //! `RefCell`s with no locking, and the coordinator starts as many workers as the run needs.
 
 use crate::plan::{Scenario, WorkerPlan};
+use crate::schedule::{self, Schedule};
 use crate::stamp;
-use crate::stats::{self, OffsetTracker, Order, StormReport, WorkerReport};
-use crate::wire::{Incoming, Target, Wire};
+use crate::stats::{self, OffsetTracker, Order, RoomTally, StormReport, VoteReport, WorkerReport};
+use crate::wire::{Incoming, Target, VOTE_REF, Wire};
 use anyhow::Context;
 use evd_protocol::auth::{Claims, JwtSettings, Role, Signer};
 use futures_util::{SinkExt, StreamExt};
@@ -43,6 +48,8 @@ const READ_BUFFER: usize = 8 * 1024;
 const STORM_GIVE_UP: Duration = Duration::from_secs(120);
 /// How long tokens live: longer than any run.
 const TOKEN_TTL_SECS: u64 = 6 * 3600;
+/// Longest wait for a churn: an exponential gap is unbounded, a timer is not.
+const CHURN_GAP_MAX: Duration = Duration::from_secs(24 * 3600);
 
 /// What the clients are doing now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,14 +88,24 @@ struct Counters {
     received: u64,
     gaps: u64,
     reorders: u64,
+    /// Churn leaves answered by a rejoin.
+    rejoins: u64,
     errors: u64,
     error_kinds: BTreeMap<String, u64>,
     closes: BTreeMap<String, u64>,
     storm: StormCounters,
+    votes_sent: u64,
+    votes_acked_per_room: BTreeMap<usize, u64>,
+    vote_error_kinds: BTreeMap<String, u64>,
+    vote_hist: Histogram<u64>,
+    last_ack_us: u64,
+    /// Per client of this worker (by local index): its room and what it saw of the room's
+    /// tally; `None` until it joined, and for every client when rooms have no polls.
+    tallies: Vec<Option<(usize, RoomTally)>>,
 }
 
 impl Counters {
-    fn new() -> Counters {
+    fn new(clients: usize, polls: bool) -> Counters {
         Counters {
             connected: 0,
             connect_failed: 0,
@@ -106,10 +123,21 @@ impl Counters {
             received: 0,
             gaps: 0,
             reorders: 0,
+            rejoins: 0,
             errors: 0,
             error_kinds: BTreeMap::new(),
             closes: BTreeMap::new(),
             storm: StormCounters::default(),
+            votes_sent: 0,
+            votes_acked_per_room: BTreeMap::new(),
+            vote_error_kinds: BTreeMap::new(),
+            vote_hist: stats::histogram(),
+            last_ack_us: 0,
+            tallies: if polls {
+                vec![None; clients]
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -207,9 +235,53 @@ impl Ctx {
 struct Member {
     tracker: OffsetTracker,
     epoch: Option<String>,
+    /// The client's index in this worker, where its view of the tally is kept.
+    slot: usize,
+    /// The room index.
+    room: usize,
+    /// The room's poll, when it has one.
+    poll: Option<String>,
+    /// The intended time of the vote awaiting its reply, unix µs.
+    vote_due_us: Option<u64>,
+    /// The largest tally `total` seen.
+    max_total: u64,
 }
 
 impl Member {
+    /// Counts one event of the run (chat, a vote's reply, a tally); the rest is ignored.
+    fn event(&mut self, c: &mut Counters, inc: Incoming<'_>, now_us: u64) {
+        match inc {
+            Incoming::Message { offset, text } => self.message(c, offset, &text, now_us),
+            Incoming::Ack {
+                r#ref: Some(VOTE_REF),
+            } => {
+                if let Some(due) = self.vote_due_us.take() {
+                    *c.votes_acked_per_room.entry(self.room).or_default() += 1;
+                    c.vote_hist
+                        .saturating_record(now_us.saturating_sub(due).max(1));
+                    c.last_ack_us = c.last_ack_us.max(now_us);
+                }
+            }
+            Incoming::Error {
+                r#ref: Some(VOTE_REF),
+                code,
+            } if self.vote_due_us.is_some() => {
+                self.vote_due_us = None;
+                *c.vote_error_kinds.entry(code.into_owned()).or_default() += 1;
+            }
+            Incoming::Error { code, .. } => c.error(code.into_owned()),
+            Incoming::PollResults { poll, total }
+                if total > self.max_total && self.poll.as_deref() == Some(&*poll) =>
+            {
+                self.max_total = total;
+                if let Some(slot) = c.tallies.get_mut(self.slot) {
+                    *slot = Some((self.room, RoomTally::member(total, now_us)));
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// Counts one chat message; `replayed` ones came in a recovery's `history`.
     fn message(&mut self, c: &mut Counters, offset: Option<u64>, text: &str, now_us: u64) {
         let Some(st) = stamp::parse(text) else { return };
@@ -300,9 +372,10 @@ async fn join(
                     }
                     done = Some(Ok(recovered));
                 }
-                Incoming::Message { offset, text } => member.message(&mut c, offset, &text, now),
-                Incoming::Error(code) => c.error(format!("join: {code}")),
-                Incoming::Other => {}
+                Incoming::Error { r#ref, code } if r#ref != Some(VOTE_REF) => {
+                    c.error(format!("join: {code}"))
+                }
+                other => member.event(&mut c, other, now),
             })
         };
         if parsed.is_err() {
@@ -326,7 +399,13 @@ async fn client(ctx: Rc<Ctx>, i: usize) {
     let token = ctx.token(&format!("u{i}"), Role::Attendee, Some(&room));
     let timeout = Duration::from_millis(plan.connect_timeout_ms);
     let t0 = Instant::now();
-    let mut member = Member::default();
+    let slot = i - plan.first_client;
+    let mut member = Member {
+        slot,
+        room: room_idx,
+        poll: plan.api_rooms.get(room_idx).map(|r| r.poll.clone()),
+        ..Member::default()
+    };
     let opened = tokio::time::timeout(timeout, async {
         let mut ws = ctx.open(t, token.as_deref()).await?;
         join(&ctx, &mut ws, &room, &mut member, false, true).await?;
@@ -347,6 +426,10 @@ async fn client(ctx: Rc<Ctx>, i: usize) {
                 c.connect_hist
                     .saturating_record(now.duration_since(t0).as_micros().max(1) as u64);
                 *c.members_now.entry(room_idx).or_default() += 1;
+                // A member that saw no tally yet; one seen during the join is already there.
+                if let Some(view @ None) = c.tallies.get_mut(slot) {
+                    *view = Some((room_idx, RoomTally::member(0, 0)));
+                }
                 ws
             }
             Err(e) => {
@@ -360,10 +443,32 @@ async fn client(ctx: Rc<Ctx>, i: usize) {
     let mut phase = ctx.phase.subscribe();
     let jitter = Duration::from_millis(fastrand::u64(0..PING_EVERY.as_millis() as u64));
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + jitter, PING_EVERY);
-    let churn = plan.scenario == Scenario::Chat && plan.churn > 0.0;
-    let mut churn_tick =
-        tokio::time::interval_at(tokio::time::Instant::now() + jitter, Duration::from_secs(1));
+    // The churn and the vote are one timer each, armed when the run starts.
+    let churn_rate = (plan.scenario == Scenario::Chat && plan.churn > 0.0).then_some(plan.churn);
+    let churn_gap = || schedule::exponential(fastrand::f64(), plan.churn).min(CHURN_GAP_MAX);
+    let churn_timer = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(churn_timer);
+    let mut churning = false;
+    let vote_window = plan.vote_window().filter(|_| member.poll.is_some());
+    let vote_timer = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(vote_timer);
+    let mut vote_due_us: Option<u64> = None;
+    let mut arm = *phase.borrow_and_update() == Phase::Run;
     loop {
+        if std::mem::take(&mut arm) {
+            if churn_rate.is_some() {
+                churn_timer
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + churn_gap());
+                churning = true;
+            }
+            if let (Some(window), Some((start, start_us))) = (vote_window, ctx.start.get()) {
+                // Open loop: the vote is due at this instant whenever it actually leaves.
+                let at = schedule::uniform(fastrand::f64(), window);
+                vote_timer.as_mut().reset((start + at).into());
+                vote_due_us = Some(start_us + at.as_micros() as u64);
+            }
+        }
         tokio::select! {
             msg = ws.next() => {
                 if !on_frame(&ctx, &mut ws, &mut member, msg).await {
@@ -376,18 +481,30 @@ async fn client(ctx: Rc<Ctx>, i: usize) {
                     break;
                 }
             }
-            _ = churn_tick.tick(), if churn && *phase.borrow() == Phase::Run => {
-                if fastrand::f64() < plan.churn {
-                    // Leave and come back at once, recovering what was missed in between.
-                    let left = ws.send(ctx.wire.leave(&room)).await;
-                    let back = match left {
-                        Ok(()) => join(&ctx, &mut ws, &room, &mut member, true, false).await,
-                        Err(e) => Err(e.to_string()),
-                    };
-                    if let Err(e) = back {
-                        ctx.counters.borrow_mut().error(format!("churn: {e}"));
-                        break;
-                    }
+            () = &mut churn_timer, if churning => {
+                // Leave and come back at once, recovering what was missed in between.
+                let left = ws.send(ctx.wire.leave(&room)).await;
+                let back = match left {
+                    Ok(()) => join(&ctx, &mut ws, &room, &mut member, true, false).await,
+                    Err(e) => Err(e.to_string()),
+                };
+                if let Err(e) = back {
+                    ctx.counters.borrow_mut().error(format!("churn: {e}"));
+                    break;
+                }
+                ctx.counters.borrow_mut().rejoins += 1;
+                churn_timer
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + churn_gap());
+            }
+            () = &mut vote_timer, if vote_due_us.is_some() => {
+                let Some(api_room) = plan.api_rooms.get(room_idx) else { break };
+                let option = &api_room.options[fastrand::usize(..api_room.options.len())];
+                member.vote_due_us = vote_due_us.take();
+                ctx.counters.borrow_mut().votes_sent += 1;
+                if ws.send(ctx.wire.vote(&api_room.poll, option)).await.is_err() {
+                    ctx.counters.borrow_mut().close("1006");
+                    break;
                 }
             }
             changed = phase.changed() => {
@@ -395,6 +512,8 @@ async fn client(ctx: Rc<Ctx>, i: usize) {
                 if changed.is_err() || now == Phase::Done {
                     break;
                 }
+                arm = now == Phase::Run;
+                churning &= now == Phase::Run;
                 if now == Phase::Storm {
                     match storm(&ctx, ws, t, token.as_deref(), &room, &mut member).await {
                         Some(back) => ws = back,
@@ -436,11 +555,9 @@ async fn on_frame(
     {
         let mut c = ctx.counters.borrow_mut();
         let parsed = ctx.wire.parse(data, binary, |inc| match inc {
-            Incoming::Message { offset, text } => member.message(&mut c, offset, &text, now),
-            Incoming::Error(code) => c.error(code.into_owned()),
             Incoming::SioPing => pong = true,
             Incoming::SioGone => gone = true,
-            _ => {}
+            other => member.event(&mut c, other, now),
         });
         if parsed.is_err() {
             c.error("bad frame");
@@ -562,7 +679,7 @@ async fn publisher(ctx: Rc<Ctx>, p: usize) {
             };
             let mut c = reader_ctx.counters.borrow_mut();
             let _ = wire.parse(data, binary, |inc| match inc {
-                Incoming::Error(code) => c.error(format!("publish: {code}")),
+                Incoming::Error { code, .. } => c.error(format!("publish: {code}")),
                 Incoming::SioPing => {
                     let _ = pong_tx.send(());
                 }
@@ -582,15 +699,21 @@ async fn publisher(ctx: Rc<Ctx>, p: usize) {
     let Some((start, start_us)) = ctx.start.get() else {
         return;
     };
-    let total = (plan.rate * plan.duration_ms as f64 / 1000.0).floor() as u64;
-    let interval_us = 1e6 / plan.rate;
+    let schedule = Schedule::new(
+        plan.rate,
+        Duration::from_millis(plan.duration_ms),
+        p,
+        plan.total_publishers,
+        plan.sync_publishers,
+    );
+    let total = schedule.total();
     let mut k: u64 = 0;
     while k < total {
-        let elapsed = start.elapsed().as_secs_f64();
-        let due = ((elapsed * plan.rate).floor() as u64 + 1).min(total);
+        // Everything due by now goes out at once, each stamped with its own due time.
+        let due = schedule.due_by(start.elapsed().as_micros() as u64);
         while k < due {
             let room = rooms[(k % rooms.len() as u64) as usize];
-            let intended = start_us + (k as f64 * interval_us) as u64;
+            let intended = start_us + schedule.due_at_us(k);
             let text = stamp::text(k, intended, plan.payload);
             if sink
                 .feed(wire.send(&plan.room_name(room), text))
@@ -614,7 +737,7 @@ async fn publisher(ctx: Rc<Ctx>, p: usize) {
         if k >= total {
             break;
         }
-        let next = start + Duration::from_micros((k as f64 * interval_us) as u64);
+        let next = start + Duration::from_micros(schedule.due_at_us(k));
         tokio::select! {
             _ = tokio::time::sleep_until(next.into()) => {}
             Some(()) = pong_rx.recv() => { let _ = sink.send(Wire::sio_pong()).await; }
@@ -660,16 +783,31 @@ fn report(ctx: &Ctx) -> WorkerReport {
         latency_hist: stats::encode(&c.latency_hist),
         gaps: c.gaps,
         reorders: c.reorders,
+        rejoins: c.rejoins,
         errors: c.errors,
         error_kinds: c.error_kinds.clone(),
         closes: c.closes.clone(),
         storm,
+        votes: ctx.plan.vote_window().map(|_| {
+            let mut tallies: BTreeMap<usize, RoomTally> = BTreeMap::new();
+            for (room, t) in c.tallies.iter().flatten() {
+                tallies.entry(*room).or_default().merge(t);
+            }
+            VoteReport {
+                sent: c.votes_sent,
+                acked_per_room: c.votes_acked_per_room.clone(),
+                error_kinds: c.vote_error_kinds.clone(),
+                latency_hist: stats::encode(&c.vote_hist),
+                last_ack_us: c.last_ack_us,
+                tallies,
+            }
+        }),
         cpu_s: crate::procstat::sample(None).map_or(0.0, |s| s.cpu_s),
     }
 }
 
-/// Runs one worker to the end of its plan, then exits the process.
-pub(crate) fn run(plan: WorkerPlan) -> anyhow::Result<()> {
+/// Reads its plan from stdin, runs it to the end, then exits the process.
+pub(crate) fn run() -> anyhow::Result<()> {
     // A worker never outlives its coordinator: Ctrl-C or a killed coordinator stops the load.
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
         .context("PR_SET_PDEATHSIG")?;
@@ -677,12 +815,22 @@ pub(crate) fn run(plan: WorkerPlan) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let local = tokio::task::LocalSet::new();
-    local.block_on(&rt, work(plan))?;
+    local.block_on(&rt, async {
+        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+        let plan = lines
+            .next_line()
+            .await?
+            .context("the coordinator sent no plan")?;
+        work(serde_json::from_str(&plan).context("worker plan")?, lines).await
+    })?;
     // Exiting closes every socket at once; dropping thousands of tasks one by one buys nothing.
     std::process::exit(0)
 }
 
-async fn work(plan: WorkerPlan) -> anyhow::Result<()> {
+async fn work(
+    plan: WorkerPlan,
+    mut lines: tokio::io::Lines<tokio::io::BufReader<tokio::io::Stdin>>,
+) -> anyhow::Result<()> {
     let signer = match plan.target {
         Target::Evd => Some(
             JwtSettings {
@@ -718,6 +866,7 @@ async fn work(plan: WorkerPlan) -> anyhow::Result<()> {
         addrs.push(addr);
     }
     let (phase, _) = watch::channel(Phase::Ramp);
+    let counters = Counters::new(plan.clients, !plan.api_rooms.is_empty());
     let ctx = Rc::new(Ctx {
         wire: Wire {
             target: plan.target,
@@ -726,7 +875,7 @@ async fn work(plan: WorkerPlan) -> anyhow::Result<()> {
         plan,
         signer,
         addrs,
-        counters: RefCell::new(Counters::new()),
+        counters: RefCell::new(counters),
         phase,
         start: Cell::new(None),
     });
@@ -741,6 +890,7 @@ async fn work(plan: WorkerPlan) -> anyhow::Result<()> {
             emit(&serde_json::json!({
                 "t": "progress", "connected": c.connected, "settled": c.settled,
                 "received": c.received, "back": c.storm.back, "errors": c.errors,
+                "votes_acked": c.votes_acked_per_room.values().sum::<u64>(),
             }));
         }
     });
@@ -777,7 +927,6 @@ async fn work(plan: WorkerPlan) -> anyhow::Result<()> {
     emit(&serde_json::json!({ "t": "ready" }));
 
     // Wait for the common start.
-    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let start_ms: u64 = loop {
         match lines.next_line().await? {
             Some(l) => {
