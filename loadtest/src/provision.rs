@@ -22,6 +22,8 @@ const ATTEMPTS: u32 = 20;
 /// How long setup tokens live.
 const TOKEN_TTL_SECS: u64 = 3600;
 /// The options of every poll.
+/// Sessions the REST API allows in one event (`MAX_SESSIONS_PER_EVENT` in crud-api).
+const SESSIONS_PER_EVENT: usize = 500;
 const OPTIONS: [&str; 4] = ["A", "B", "C", "D"];
 /// Fixed dates: a vote needs the poll open, whatever the session's times.
 const STARTS_AT: &str = "2030-01-01T09:00:00Z";
@@ -157,21 +159,25 @@ pub(crate) async fn provision(
         .post("/orgs", &json!({ "id": org, "name": "evd-loadtest" }))
         .await
         .context("create the org (is --api the engine's REST base URL?)")?;
-    let event = owner
-        .post(
-            "/events",
-            &json!({
-                "name": "evd-loadtest", "description": "made by evd-loadtest --api",
-                "status": "published", "starts_at": STARTS_AT, "ends_at": ENDS_AT,
-            }),
-        )
-        .await?;
-    let event = id(&event, "event")?;
+    // The API caps sessions per event, so the rooms are spread over as many events as needed.
+    let mut events = Vec::new();
+    for e in 0..rooms.div_ceil(SESSIONS_PER_EVENT).max(1) {
+        let event = owner
+            .post(
+                "/events",
+                &json!({
+                    "name": format!("evd-loadtest {e}"), "description": "made by evd-loadtest --api",
+                    "status": "published", "starts_at": STARTS_AT, "ends_at": ENDS_AT,
+                }),
+            )
+            .await?;
+        events.push(id(&event, "event")?);
+    }
 
     let next = AtomicUsize::new(0);
     let made: Mutex<Vec<Option<ApiRoom>>> = Mutex::new(vec![None; rooms]);
     let slots = (0..IN_FLIGHT.min(rooms)).map(|n| {
-        let (http, signer, org, event, next, made) = (&http, &signer, &org, &event, &next, &made);
+        let (http, signer, org, events, next, made) = (&http, &signer, &org, &events, &next, &made);
         async move {
             let api = Api::new(
                 http,
@@ -186,7 +192,7 @@ pub(crate) async fn provision(
                 if r >= rooms {
                     return Ok::<_, anyhow::Error>(());
                 }
-                let made_room = room(&api, event, r, capacity)
+                let made_room = room(&api, &events[r / SESSIONS_PER_EVENT], r, capacity)
                     .await
                     .with_context(|| format!("room {r}"))?;
                 // No await while the lock is held.
