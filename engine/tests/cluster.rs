@@ -472,8 +472,24 @@ async fn standalone_probe_catches_subscriptions_that_silently_died() {
         broker.publish(&room, msg(i)).await.unwrap();
     }
     assert_eq!(wait_for(3).await, [1, 2, 3]);
-    // The connection stays up, but its subscriptions are gone and nobody told the broker.
+    // The broker subscribes its probe channel on its first probe round. Unsubscribing before
+    // that would leave the probe alive and only the room dead, which is not the failure under
+    // test (a connection whose subscriptions all died), so wait for the probe's subscription.
     let probe_channel = format!("evd:probe:{{{node}}}");
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let reply: Vec<fred::types::Value> = behind_its_back
+            .client
+            .pubsub_shardnumsub(probe_channel.clone())
+            .await
+            .unwrap();
+        if reply.get(1).and_then(fred::types::Value::as_i64) == Some(1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the probe never subscribed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The connection stays up, but its subscriptions are gone and nobody told the broker.
     behind_its_back
         .sub
         .sunsubscribe(vec![room.channel(), probe_channel])

@@ -108,7 +108,7 @@ pub(crate) struct Args {
     #[arg(long)]
     pub(crate) sync_publishers: bool,
     /// The engine's REST base URL (e.g. http://127.0.0.1:8080; paths under /api/v1). Before the
-    /// run the coordinator creates a fresh org, one event, and per room a session with a poll;
+    /// run the coordinator creates a fresh org, events, and per room a session with a poll;
     /// rooms become `session:<session id>`. Needed by poll-burst; adds votes to chat. evd only.
     #[arg(long)]
     pub(crate) api: Option<String>,

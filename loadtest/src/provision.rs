@@ -1,6 +1,6 @@
 //! `--api`: makes what a poll run needs through the engine's REST API before any client
-//! connects. A fresh org (so every run counts its own votes), one event, and per room a session
-//! with a four-option poll.
+//! connects. A fresh org (so every run counts its own votes), one event per 500 rooms (the
+//! API's cap), and per room a session with a four-option poll.
 //!
 //! Tokens are minted with the run's secret. The API limits requests per user, so each of the
 //! requests in flight goes out as its own organizer (`lt-setup-<n>`), and a `429` is retried
@@ -21,9 +21,9 @@ const IN_FLIGHT: usize = 16;
 const ATTEMPTS: u32 = 20;
 /// How long setup tokens live.
 const TOKEN_TTL_SECS: u64 = 3600;
-/// The options of every poll.
 /// Sessions the REST API allows in one event (`MAX_SESSIONS_PER_EVENT` in crud-api).
 const SESSIONS_PER_EVENT: usize = 500;
+/// The options of every poll.
 const OPTIONS: [&str; 4] = ["A", "B", "C", "D"];
 /// Fixed dates: a vote needs the poll open, whatever the session's times.
 const STARTS_AT: &str = "2030-01-01T09:00:00Z";
