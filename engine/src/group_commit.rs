@@ -86,13 +86,23 @@ impl<T: Send + 'static, R: Send + 'static> GroupCommit<T, R> {
 
     /// Submits one write and waits for its outcome.
     pub async fn submit(&self, item: T) -> Result<R, SubmitError> {
+        self.enqueue(item).await?.await
+    }
+
+    /// Queues one write (waiting up to the configured time for room) and returns a future of
+    /// its outcome. The write is committed whether or not the future is awaited; outcomes of one
+    /// caller's writes arrive in the order they were queued.
+    pub async fn enqueue(
+        &self,
+        item: T,
+    ) -> Result<impl Future<Output = Result<R, SubmitError>> + Send + 'static, SubmitError> {
         let (reply, outcome) = oneshot::channel();
         match tokio::time::timeout(self.wait, self.tx.send((item, reply))).await {
             Err(_) => return Err(SubmitError::Busy),
             Ok(Err(_)) => return Err(SubmitError::Stopped),
             Ok(Ok(())) => {}
         }
-        outcome.await.map_err(|_| SubmitError::Stopped)
+        Ok(async move { outcome.await.map_err(|_| SubmitError::Stopped) })
     }
 }
 

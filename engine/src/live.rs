@@ -267,6 +267,16 @@ impl Live {
         self.archive.submit(m).await?
     }
 
+    /// Queues a chat message for the archive and returns a future of its commit, so the caller
+    /// can go on (the message is archived whether or not the future is awaited).
+    pub async fn archive_queued(
+        &self,
+        m: NewChatMessage,
+    ) -> Outcome<impl Future<Output = Outcome<()>> + Send + 'static> {
+        let committed = self.archive.enqueue(m).await?;
+        Ok(async move { committed.await? })
+    }
+
     /// The session a poll belongs to; `None` if there is no such poll in the org.
     pub async fn poll_session(&self, org: &str, poll: &str) -> Outcome<Option<String>> {
         let key = (org.to_owned(), poll.to_owned());

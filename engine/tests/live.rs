@@ -10,7 +10,9 @@ use evd_api::test_util::TestDb;
 use evd_protocol::Codec;
 use evd_protocol::auth::{Role, Tier};
 use evd_protocol::event::{Event, PollResults, QuestionUpdated, WaitlistOffer, WaitlistStatus};
-use evd_protocol::op::{AskQuestion, OfferAnswer, Op, SubmitPollResponse, UpvoteQuestion};
+use evd_protocol::op::{
+    AskQuestion, OfferAnswer, Op, Ping, SendMessage, SubmitPollResponse, UpvoteQuestion,
+};
 use evd_protocol::{ErrorCode, RoomName};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -45,6 +47,7 @@ on_both_backends!(
     room_access_follows_tickets,
     questions_are_asked_upvoted_and_hidden,
     chat_is_archived_beyond_the_window,
+    pipelined_messages_are_acknowledged_in_order_after_their_archive,
     waitlist_offers_move_down_the_line,
     an_offer_committed_while_no_engine_runs_is_delivered_after_one_starts,
     a_burst_of_ten_thousand_votes_is_counted_exactly,
@@ -509,6 +512,67 @@ async fn chat_is_archived_beyond_the_window(db: TestDb) {
         texts,
         (1..=7).map(|i| (i, format!("m{i}"))).collect::<Vec<_>>()
     );
+    drop(c);
+    live.stop().await;
+}
+
+/// A publisher that sends without waiting: each `send_message` publishes at once and its ACK
+/// follows the archive's commit, while later ops run. The replies still come in the ops' order,
+/// an immediate reply (an error, a pong) waits behind the ACKs before it, and every message is
+/// archived.
+async fn pipelined_messages_are_acknowledged_in_order_after_their_archive(db: TestDb) {
+    let s = live_settings();
+    let too_long = s.limits.max_text_bytes + 1;
+    let live = start(db, s).await;
+    let srv = &live.srv;
+    let (owner, _event, session) = srv.seed("acme", "olive", 10).await;
+    let name = format!("session:{session}");
+    let mut c = Client::connect(&srv.url(), &owner, Codec::Json).await;
+    let say = |text: String| {
+        Op::SendMessage(SendMessage {
+            room: room(&name),
+            text,
+            client_id: None,
+        })
+    };
+    let mut refs = Vec::new();
+    for i in 1..=40 {
+        refs.push(c.send(say(format!("m{i}"))).await);
+    }
+    let refused = c.send(say("x".repeat(too_long))).await;
+    for i in 41..=50 {
+        refs.push(c.send(say(format!("m{i}"))).await);
+    }
+    let ping = c.send(Op::Ping(Ping {})).await;
+    let mut replies = Vec::new();
+    while replies.len() < 52 {
+        let e = c.next().await;
+        if e.reply_ref().is_some() {
+            replies.push(e);
+        }
+    }
+    let order: Vec<i64> = replies.iter().filter_map(Event::reply_ref).collect();
+    let mut want = refs[..40].to_vec();
+    want.push(refused);
+    want.extend(&refs[40..]);
+    want.push(ping);
+    assert_eq!(order, want, "replies in the order of the ops");
+    let offsets: Vec<u64> = replies
+        .iter()
+        .filter_map(|e| match e {
+            Event::Ack(a) => a.offset,
+            _ => None,
+        })
+        .collect();
+    assert_eq!(offsets, (1..=50).collect::<Vec<u64>>());
+    assert_eq!(code(&replies[40]), ErrorCode::TooLarge);
+    assert!(matches!(replies[51], Event::Pong(_)));
+    // Every ACKed message is in the archive.
+    let (status, page) = srv
+        .get(&format!("/rooms/{name}/messages?limit=100"), &owner)
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["items"].as_array().unwrap().len(), 50, "{page}");
     drop(c);
     live.stop().await;
 }

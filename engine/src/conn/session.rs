@@ -18,7 +18,10 @@ use evd_protocol::{CloseCode, Codec, DecodeError, ErrorCode, Ref};
 use futures_util::stream::SplitStream;
 use futures_util::{Stream, StreamExt};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use std::collections::VecDeque;
+use std::future::Future;
 use std::num::NonZeroU32;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -68,7 +71,16 @@ pub struct Session {
     /// The verified token.
     pub claims: Claims,
     limits: OpLimits,
+    /// Replies that wait for a commit (a `send_message` ACK waits for its archive), oldest
+    /// first. While any waits, later replies queue behind it, so replies keep the ops' order.
+    pending: VecDeque<PendingReply>,
 }
+
+/// A reply that is ready later.
+pub type PendingReply = Pin<Box<dyn Future<Output = Event> + Send + Sync>>;
+
+/// Most replies one connection may have waiting; the next op waits for the oldest.
+pub const MAX_PENDING_REPLIES: usize = 64;
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -87,6 +99,40 @@ impl Session {
             conn,
             claims,
             limits,
+            pending: VecDeque::new(),
+        }
+    }
+
+    /// Queues `reply` behind the replies still waiting, or sends it now when none waits.
+    pub fn reply(&mut self, reply: Event) {
+        if self.pending.is_empty() {
+            self.send(&reply);
+        } else {
+            self.pending.push_back(Box::pin(std::future::ready(reply)));
+        }
+    }
+
+    /// Queues a reply that is ready later; first waits for the oldest if too many wait.
+    pub async fn reply_later(&mut self, reply: PendingReply) {
+        if self.pending.len() >= MAX_PENDING_REPLIES {
+            self.flush_one().await;
+        }
+        self.pending.push_back(reply);
+    }
+
+    /// Sends every waiting reply, in order.
+    pub async fn flush_replies(&mut self) {
+        while !self.pending.is_empty() {
+            self.flush_one().await;
+        }
+    }
+
+    /// Waits for the oldest waiting reply and sends it.
+    async fn flush_one(&mut self) {
+        if let Some(oldest) = self.pending.front_mut() {
+            let reply = oldest.await;
+            self.pending.pop_front();
+            self.send(&reply);
         }
     }
 
@@ -95,10 +141,10 @@ impl Session {
         self.node.send(&self.conn, event);
     }
 
-    /// Queues an `ERROR`.
-    pub fn send_error(&self, r: Option<Ref>, e: OpError) {
+    /// Queues an `ERROR`, behind any reply still waiting.
+    pub fn send_error(&mut self, r: Option<Ref>, e: OpError) {
         self.node.metrics.op_error(e.code.as_str());
-        self.send(&e.into_event(r));
+        self.reply(e.into_event(r));
     }
 
     /// Starts closing with `code`; with `flush`, queued events go out first.
@@ -145,6 +191,22 @@ impl Session {
         Box::pin(ops::dispatch(self, req)).await;
         None
     }
+}
+
+/// Completes once the oldest waiting reply is ready and queued to the client (never, when none
+/// waits). Takes the session's fields apart so the read loop can wait on it beside the socket.
+fn oldest_ready<'a>(
+    pending: &'a mut VecDeque<PendingReply>,
+    node: &'a Node,
+    conn: &'a Conn,
+) -> impl Future<Output = ()> + 'a {
+    std::future::poll_fn(move |cx| match pending.front_mut() {
+        Some(oldest) => oldest.as_mut().poll(cx).map(|reply| {
+            pending.pop_front();
+            node.send(conn, &reply);
+        }),
+        None => std::task::Poll::Pending,
+    })
 }
 
 /// Why a connection ended, as a metrics label.
@@ -254,6 +316,7 @@ where
                 s.close(CloseCode::ShuttingDown, false);
                 return closing.unwrap_or("shutting_down");
             }
+            () = oldest_ready(&mut s.pending, &s.node, &s.conn), if !s.pending.is_empty() => {}
             _ = s.conn.writer_done.notified(), if !writer_done => {
                 writer_done = true;
                 closing.get_or_insert(reason(s.conn.queue.closing(), "write_error"));

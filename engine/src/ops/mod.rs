@@ -1,7 +1,10 @@
 //! Client ops, one file each. [`dispatch`] runs one decoded op and queues its reply.
 //!
 //! Ops run one at a time per connection, in the order the client sent them, so a client never
-//! sees replies out of order.
+//! sees replies out of order. One exception keeps a fast publisher from waiting on the store:
+//! `send_message` publishes in order and then queues its `ACK` to follow the archive's commit
+//! while the next `send_message` runs. Any other op first waits for those ACKs, and every reply
+//! queues behind them ([`Session::reply`]), so the order of replies still holds.
 
 mod join_room;
 mod leave_room;
@@ -100,6 +103,9 @@ pub type OpResult = Result<Option<Event>, OpError>;
 pub async fn dispatch(s: &mut Session, req: Request) {
     let r = req.r#ref;
     s.node.metrics.op(req.op.name());
+    if !matches!(req.op, Op::SendMessage(_)) {
+        s.flush_replies().await;
+    }
     let result = match req.op {
         Op::JoinRoom(op) => join_room::handle(s, r, op).await,
         Op::LeaveRoom(op) => leave_room::handle(s, r, op).await,
@@ -112,7 +118,7 @@ pub async fn dispatch(s: &mut Session, req: Request) {
         Op::DeclineOffer(op) => offers::decline(s, r, op).await,
     };
     match result {
-        Ok(Some(event)) => s.send(&event),
+        Ok(Some(event)) => s.reply(event),
         Ok(None) => {}
         Err(e) => s.send_error(r, e),
     }

@@ -60,23 +60,42 @@ pub(super) async fn handle(s: &mut Session, r: Option<Ref>, op: SendMessage) -> 
         s.node.metrics.broker_error("publish");
         OpError::from(RoomError::from(e))
     })?;
-    // With a store, the archive write commits before the ACK. A resend (known `client_id`) was
+    let ack = Event::Ack(Ack {
+        r#ref: r,
+        offset: Some(published.offset),
+        ..Ack::default()
+    });
+    // With a store, the ACK follows the archive's commit. The session goes on to the next op
+    // meanwhile; the ACK keeps its place among the replies. A resend (known `client_id`) was
     // archived the first time.
     if let (Some(live), Some(mut entry)) = (&s.node.live, archived)
         && !published.duplicate
     {
         entry.offset = i64::try_from(published.offset).unwrap_or(i64::MAX);
-        if let Err(e) = live.archive(entry).await {
+        let committed = live.archive_queued(entry).await.map_err(|e| {
             tracing::warn!(error = %e, "a delivered message was not archived");
-            return Err(OpError::new(
-                ErrorCode::Internal,
-                "the message was delivered but not archived; resend it with the same client_id",
-            ));
-        }
+            not_archived()
+        })?;
+        let metrics = s.node.metrics.clone();
+        s.reply_later(Box::pin(async move {
+            match committed.await {
+                Ok(()) => ack,
+                Err(e) => {
+                    tracing::warn!(error = %e, "a delivered message was not archived");
+                    metrics.op_error(ErrorCode::Internal.as_str());
+                    not_archived().into_event(r)
+                }
+            }
+        }))
+        .await;
+        return Ok(None);
     }
-    Ok(Some(Event::Ack(Ack {
-        r#ref: r,
-        offset: Some(published.offset),
-        ..Ack::default()
-    })))
+    Ok(Some(ack))
+}
+
+fn not_archived() -> OpError {
+    OpError::new(
+        ErrorCode::Internal,
+        "the message was delivered but not archived; resend it with the same client_id",
+    )
 }
