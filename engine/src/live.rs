@@ -262,14 +262,9 @@ impl Live {
         self.upvotes.submit(u).await?
     }
 
-    /// Archives a chat message.
-    pub async fn archive(&self, m: NewChatMessage) -> Outcome<()> {
-        self.archive.submit(m).await?
-    }
-
     /// Queues a chat message for the archive and returns a future of its commit, so the caller
     /// can go on (the message is archived whether or not the future is awaited).
-    pub async fn archive_queued(
+    pub async fn archive(
         &self,
         m: NewChatMessage,
     ) -> Outcome<impl Future<Output = Outcome<()>> + Send + 'static> {

@@ -127,13 +127,9 @@ impl Session {
         }
     }
 
-    /// Waits for the oldest waiting reply and sends it.
+    /// Waits for the oldest waiting reply and sends it; callers check that one waits.
     async fn flush_one(&mut self) {
-        if let Some(oldest) = self.pending.front_mut() {
-            let reply = oldest.await;
-            self.pending.pop_front();
-            self.send(&reply);
-        }
+        oldest_ready(&mut self.pending, &self.node, &self.conn).await;
     }
 
     /// Queues an event to this connection.

@@ -72,7 +72,7 @@ pub(super) async fn handle(s: &mut Session, r: Option<Ref>, op: SendMessage) -> 
         && !published.duplicate
     {
         entry.offset = i64::try_from(published.offset).unwrap_or(i64::MAX);
-        let committed = live.archive_queued(entry).await.map_err(|e| {
+        let committed = live.archive(entry).await.map_err(|e| {
             tracing::warn!(error = %e, "a delivered message was not archived");
             not_archived()
         })?;

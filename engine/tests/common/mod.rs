@@ -222,6 +222,23 @@ pub async fn try_connect(
 }
 
 impl Client {
+    /// A client on `ws` that has not read `HELLO` yet.
+    fn new(ws: Ws, codec: Codec) -> Client {
+        Client {
+            ws,
+            codec,
+            hello: evd_protocol::event::Hello {
+                conn: String::new(),
+                node: String::new(),
+                user: String::new(),
+                heartbeat_ms: 0,
+                server_time: 0,
+            },
+            inbox: VecDeque::new(),
+            next_ref: 1,
+        }
+    }
+
     pub async fn connect(url: &str, token: &str, codec: Codec) -> Client {
         Self::connect_with(url, token, codec, None).await
     }
@@ -236,19 +253,7 @@ impl Client {
             .await
             .expect("upgrade");
         assert_eq!(proto.as_deref(), Some(codec.subprotocol()));
-        let mut c = Client {
-            ws,
-            codec,
-            hello: evd_protocol::event::Hello {
-                conn: String::new(),
-                node: String::new(),
-                user: String::new(),
-                heartbeat_ms: 0,
-                server_time: 0,
-            },
-            inbox: VecDeque::new(),
-            next_ref: 1,
-        };
+        let mut c = Client::new(ws, codec);
         match c.next().await {
             Event::Hello(h) => c.hello = h,
             other => panic!("first frame must be HELLO, got {other:?}"),
@@ -273,19 +278,7 @@ impl Client {
             .await
             .ok()?
             .ok()?;
-        let mut c = Client {
-            ws,
-            codec,
-            hello: evd_protocol::event::Hello {
-                conn: String::new(),
-                node: String::new(),
-                user: String::new(),
-                heartbeat_ms: 0,
-                server_time: 0,
-            },
-            inbox: VecDeque::new(),
-            next_ref: 1,
-        };
+        let mut c = Client::new(ws, codec);
         match c.next_or_close(PATIENCE).await {
             Ok(Some(Event::Hello(h))) => c.hello = h,
             _ => return None,
