@@ -136,7 +136,8 @@ pub struct Limits {
     pub max_message_bytes: usize,
     /// Read buffer per connection. Small on purpose: most connections are idle, and tungstenite
     /// fills the whole buffer on every read, so it is resident for every one of them (its
-    /// default is 128 KiB). Client frames are small ops; a larger one grows the buffer for its
+    /// default is 128 KiB). Client frames are small ops (a chat message with a 64-byte text is
+    /// about 150 bytes); a larger one is read in several reads and grows the buffer for its
     /// connection.
     pub read_buffer_bytes: usize,
     /// Outbound queue per connection, in bytes. A client that falls this far behind is closed
@@ -259,7 +260,7 @@ impl Default for Limits {
             conn_rate_per_ip: 50,
             conn_burst_per_ip: 100,
             max_message_bytes: 64 * 1024,
-            read_buffer_bytes: 1024,
+            read_buffer_bytes: 512,
             queue_max_bytes: 512 * 1024,
             frame_batch_bytes: 64 * 1024,
             rooms_per_connection: 100,
@@ -496,9 +497,9 @@ impl Settings {
             "must be positive",
         )?;
         check(
-            (1024..=1 << 20).contains(&l.read_buffer_bytes),
+            (256..=1 << 20).contains(&l.read_buffer_bytes),
             "limits.read_buffer_bytes",
-            "must be 1 KiB to 1 MiB",
+            "must be 256 B to 1 MiB",
         )?;
         check(
             (1024..=64 << 20).contains(&l.max_message_bytes),

@@ -186,8 +186,11 @@ impl SendQueue {
         Take { items, close }
     }
 
-    /// Like [`SendQueue::take`], appending to a buffer the writer reuses: no allocation per
-    /// flush. Returns the close code once the queue is closed and nothing is left.
+    /// Like [`SendQueue::take`], appending to `out`. When `out` is empty and everything
+    /// queued fits in `max_bytes` (the usual case), it takes the queue's buffer itself, so the
+    /// queue is left with none: an idle connection then holds no buffer on either side, at the
+    /// price of one allocation at its next push. Returns the close code once the queue is closed
+    /// and nothing is left.
     pub fn take_into(
         &self,
         max_bytes: usize,
@@ -197,6 +200,10 @@ impl SendQueue {
         let mut s = self.state.lock();
         let start = out.len();
         let mut bytes = 0;
+        if start == 0 && !s.items.is_empty() && s.bytes <= max_bytes {
+            bytes = s.bytes;
+            *out = Vec::from(std::mem::take(&mut s.items));
+        }
         while let Some(front) = s.items.front() {
             let len = front.payload.len();
             if out.len() > start && bytes + len > max_bytes {
@@ -269,6 +276,32 @@ mod tests {
         let t = q.take(1000, &stats);
         assert!(t.items.is_empty());
         assert_eq!(t.close, Some(CloseCode::SlowConsumer));
+    }
+
+    #[test]
+    fn taking_everything_takes_the_buffer_in_order_and_leaves_the_queue_none() {
+        let stats = QueueStats::default();
+        let q = SendQueue::new(1000);
+        // Wrap the ring buffer: the taken Vec must still be in push order.
+        for n in 1..=3 {
+            q.push(item(n), &stats);
+        }
+        let mut out = Vec::new();
+        assert_eq!(q.take_into(3, &stats, &mut out), None);
+        assert_eq!(out.len(), 2, "a partial take pops");
+        for n in 4..=6 {
+            q.push(item(n), &stats);
+        }
+        let mut out = Vec::new();
+        assert_eq!(q.take_into(1000, &stats, &mut out), None);
+        let lens: Vec<usize> = out.iter().map(|o| o.payload.len()).collect();
+        assert_eq!(lens, [3, 4, 5, 6]);
+        assert_eq!(
+            q.state.lock().items.capacity(),
+            0,
+            "the buffer went with the items"
+        );
+        assert_eq!((q.bytes(), stats.queued_bytes()), (0, 0));
     }
 
     #[test]

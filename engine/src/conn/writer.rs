@@ -74,7 +74,8 @@ where
     S: Sink<Message> + Unpin,
     S::Error: Display,
 {
-    // Reused across flushes; shrunk after a burst so an idle connection keeps little.
+    // Usually the queue's own buffer, taken whole; dropped after each flush, so an idle
+    // connection keeps none.
     let mut batch: Vec<Outbound> = Vec::new();
     loop {
         let close = conn.queue.take_into(cfg.take_bytes, stats, &mut batch);
@@ -84,10 +85,7 @@ where
             if let Some(end) = Box::pin(write_batch(sink, &mut batch, conn, cfg, metrics)).await {
                 return end;
             }
-            batch.clear();
-            if batch.capacity() > 16 {
-                batch = Vec::new();
-            }
+            batch = Vec::new();
             continue;
         }
         if let Some(code) = close {
