@@ -8,7 +8,7 @@
 # Environment (defaults are the full run; QUICK=1 makes a short one):
 #   CONNS        members for idle, broadcast, rooms and the storm           (10000)
 #   DURATION     seconds of each measured broadcast and rooms run          (15)
-#   SAT_RATES    broadcast rates tried for saturation, ascending           ("2 5 10 20")
+#   SAT_RATES    broadcast rates tried for saturation, ascending  ("5 10 20 50 100 200")
 #   BIG          connections for evd's own idle and storm bars             (19000)
 #   SERVERS      which servers, in order                                   ("evd socketio socketioxide")
 #   CODEC        evd codec (json or msgpack); the peers speak Socket.IO JSON (json)
@@ -21,7 +21,7 @@ if [ "${QUICK:-0}" = 1 ]; then
 fi
 CONNS=${CONNS:-10000}
 DURATION=${DURATION:-15}
-SAT_RATES=${SAT_RATES:-2 5 10 20}
+SAT_RATES=${SAT_RATES:-5 10 20 50 100 200}
 BIG=${BIG:-19000}
 SERVERS=${SERVERS:-evd socketio socketioxide}
 CODEC=${CODEC:-json}

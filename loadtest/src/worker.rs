@@ -441,8 +441,14 @@ async fn client(ctx: Rc<Ctx>, i: usize) {
     };
 
     let mut phase = ctx.phase.subscribe();
-    let jitter = Duration::from_millis(fastrand::u64(0..PING_EVERY.as_millis() as u64));
-    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + jitter, PING_EVERY);
+    // Like a real client, the first heartbeat comes one interval after connecting (Socket.IO's
+    // first ping also comes one pingInterval after the handshake), spread over a quarter of an
+    // interval so the ramp's clients don't all ping in step.
+    let jitter = Duration::from_millis(fastrand::u64(0..PING_EVERY.as_millis() as u64 / 4));
+    let mut ping = tokio::time::interval_at(
+        tokio::time::Instant::now() + PING_EVERY + jitter,
+        PING_EVERY,
+    );
     // The churn and the vote are one timer each, armed when the run starts.
     let churn_rate = (plan.scenario == Scenario::Chat && plan.churn > 0.0).then_some(plan.churn);
     let churn_gap = || schedule::exponential(fastrand::f64(), plan.churn).min(CHURN_GAP_MAX);
