@@ -2,8 +2,11 @@
 //!
 //! Each caller submits one item and waits for its own outcome. One task takes whatever has
 //! queued up (up to a batch limit), commits it with a single call, and answers every caller.
-//! While a batch commits, the next one gathers, so under load batches grow by themselves and
-//! with no load a lone write is committed at once: no timer adds latency.
+//! While a batch commits, the next one gathers, so under load batches grow by themselves. With
+//! `linger` at zero a lone write is committed at once; a writer whose callers don't wait on the
+//! commit (the chat archive: the message is delivered first, its ACK follows the commit) can
+//! linger a moment after the first write, so a steady trickle commits in groups rather than as
+//! one transaction per write.
 
 use crate::shutdown::Shutdown;
 use std::future::Future;
@@ -42,11 +45,13 @@ impl<T, R> Clone for GroupCommit<T, R> {
 impl<T: Send + 'static, R: Send + 'static> GroupCommit<T, R> {
     /// Starts the committing task. `commit` gets a batch and returns one outcome per item, in
     /// order. At most `queue` writes wait; a caller waits up to `wait` for room in the queue.
+    /// A batch that is not full waits `linger` for more writes before it commits.
     pub fn spawn<F, Fut>(
         shutdown: &Shutdown,
         queue: usize,
         max_batch: usize,
         wait: Duration,
+        linger: Duration,
         commit: F,
     ) -> Self
     where
@@ -73,6 +78,14 @@ impl<T: Send + 'static, R: Send + 'static> GroupCommit<T, R> {
                 };
                 if n == 0 {
                     break;
+                }
+                if !linger.is_zero() && !stopping && jobs.len() < max_batch {
+                    tokio::time::sleep(linger).await;
+                    while jobs.len() < max_batch
+                        && let Ok(job) = rx.try_recv()
+                    {
+                        jobs.push(job);
+                    }
                 }
                 let (items, replies): (Vec<T>, Vec<oneshot::Sender<R>>) = jobs.drain(..).unzip();
                 let outcomes = commit(items).await;
@@ -122,6 +135,7 @@ mod tests {
             1000,
             64,
             Duration::from_secs(5),
+            Duration::ZERO,
             move |items: Vec<u32>| {
                 let b = Arc::clone(&b);
                 async move {
@@ -155,6 +169,35 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_lingering_writer_commits_a_trickle_in_one_batch() {
+        for (linger, batches_expected) in [(Duration::ZERO, 2), (Duration::from_millis(10), 1)] {
+            let shutdown = Shutdown::new();
+            let batches = Arc::new(AtomicUsize::new(0));
+            let b = Arc::clone(&batches);
+            let gc = GroupCommit::spawn(
+                &shutdown,
+                100,
+                64,
+                Duration::from_secs(5),
+                linger,
+                move |items: Vec<u32>| {
+                    b.fetch_add(1, Ordering::Relaxed);
+                    async move { items }
+                },
+            );
+            let first = gc.enqueue(1).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let second = gc.enqueue(2).await.unwrap();
+            assert_eq!((first.await, second.await), (Ok(1), Ok(2)));
+            assert_eq!(
+                batches.load(Ordering::Relaxed),
+                batches_expected,
+                "linger {linger:?}"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_full_queue_answers_busy_after_the_wait() {
         let shutdown = Shutdown::new();
         let (gate_tx, gate_rx) = tokio::sync::watch::channel(false);
@@ -163,6 +206,7 @@ mod tests {
             1,
             1,
             Duration::from_millis(50),
+            Duration::ZERO,
             move |items: Vec<u32>| {
                 let mut gate = gate_rx.clone();
                 async move {
