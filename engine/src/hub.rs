@@ -639,6 +639,23 @@ mod tests {
     }
 
     #[test]
+    fn rooms_and_members_stay_small_inline() {
+        // Every connection has its own user room, so a room's entry in its shard's table is
+        // paid per connection, and a member's per member of every room. The rarely used state
+        // lives behind boxes; this keeps it there.
+        assert!(
+            std::mem::size_of::<Room>() <= 56,
+            "{}",
+            std::mem::size_of::<Room>()
+        );
+        assert!(
+            std::mem::size_of::<Member>() <= 24,
+            "{}",
+            std::mem::size_of::<Member>()
+        );
+    }
+
+    #[test]
     fn presence_diffs_coalesce_and_cancel() {
         let h = hub();
         let a = conn(1, Codec::Json);
