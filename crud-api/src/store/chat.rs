@@ -1,11 +1,12 @@
 //! The chat archive: every message the engine published, paged by room.
 
 use super::orgs::next_cursor;
-use super::sql::args;
-use super::{Result, SqlStore, StoreError};
+use super::sql::{Arg, args, execute_sqlite};
+use super::{Db, Result, SqlStore, StoreError};
 use crate::clock::Millis;
 use crate::model::{ChatMessage, Page};
 use async_trait::async_trait;
+use std::sync::LazyLock;
 use tracing::instrument;
 
 /// A published message to archive.
@@ -27,6 +28,42 @@ pub struct NewChatMessage {
     pub ts: Millis,
 }
 
+/// The most rows one insert statement carries (7 parameters each). Larger batches take
+/// several statements; so only this many statement texts exist, and each backend's
+/// per-connection statement cache keeps them all.
+const ROWS_PER_INSERT: usize = 32;
+
+/// `insert ... values (...), (...)` for 1 to [`ROWS_PER_INSERT`] rows.
+static INSERTS: LazyLock<Vec<String>> = LazyLock::new(|| {
+    (1..=ROWS_PER_INSERT)
+        .map(|rows| {
+            let values: Vec<String> = (0..rows)
+                .map(|r| {
+                    let p: Vec<String> = (1..=7).map(|c| format!("${}", r * 7 + c)).collect();
+                    format!("({})", p.join(", "))
+                })
+                .collect();
+            format!(
+                "insert into chat_messages (org_id, room, id, user_id, text, room_offset, ts) \
+                 values {} on conflict do nothing",
+                values.join(", ")
+            )
+        })
+        .collect()
+});
+
+/// The statement and parameters that insert `rows` (at most [`ROWS_PER_INSERT`]).
+fn insert_rows(rows: &[NewChatMessage]) -> (&'static str, Vec<Arg>) {
+    let sql = INSERTS[rows.len() - 1].as_str();
+    let mut params = Vec::with_capacity(rows.len() * 7);
+    for m in rows {
+        params.extend(args![
+            &m.org, &m.room, &m.id, &m.user, &m.text, m.offset, m.ts
+        ]);
+    }
+    (sql, params)
+}
+
 /// The archive.
 #[async_trait]
 pub trait ChatStore {
@@ -46,19 +83,27 @@ pub trait ChatStore {
 impl ChatStore for SqlStore {
     #[instrument(skip_all)]
     async fn append_chat_messages(&self, batch: &[NewChatMessage]) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        // Every statement is a trip to the database (on SQLite, to its worker thread and
+        // back), so a batch goes in as few multi-row inserts as it can.
+        if let Db::Sqlite { write, .. } = &self.db
+            && batch.len() <= ROWS_PER_INSERT
+        {
+            // One statement needs no transaction: a single trip, plus the pool's own.
+            let (sql, args) = insert_rows(batch);
+            execute_sqlite(write, sql, args).await?;
+            return Ok(());
+        }
         let mut tx = self.begin_write().await?;
-        let mut current_org: Option<&str> = None;
-        for m in batch {
-            if current_org != Some(m.org.as_str()) {
-                tx.set_org(&m.org).await?;
-                current_org = Some(&m.org);
+        // PostgreSQL's row-level security sees one org per statement; keep the batch's order.
+        for run in batch.chunk_by(|a, b| a.org == b.org) {
+            tx.set_org(&run[0].org).await?;
+            for rows in run.chunks(ROWS_PER_INSERT) {
+                let (sql, args) = insert_rows(rows);
+                tx.execute(sql, args).await?;
             }
-            tx.execute(
-                "insert into chat_messages (org_id, room, id, user_id, text, room_offset, ts) \
-                 values ($1, $2, $3, $4, $5, $6, $7) on conflict do nothing",
-                args![&m.org, &m.room, &m.id, &m.user, &m.text, m.offset, m.ts],
-            )
-            .await?;
         }
         tx.commit().await?;
         Ok(())

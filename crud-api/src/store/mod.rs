@@ -359,8 +359,11 @@ async fn connect_sqlite(url: &str, config: &StoreConfig) -> Result<Db> {
         .foreign_keys(true)
         .busy_timeout(SQLITE_BUSY_TIMEOUT);
     let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+    // The connections live in this process, so the pool's liveness ping before each use
+    // (a trip to the connection's worker thread) buys nothing.
     let write = SqlitePoolOptions::new()
         .max_connections(1)
+        .test_before_acquire(false)
         .acquire_timeout(POOL_ACQUIRE_TIMEOUT)
         // An in-memory database lives as long as its connection.
         .idle_timeout(None)
@@ -376,6 +379,7 @@ async fn connect_sqlite(url: &str, config: &StoreConfig) -> Result<Db> {
     } else {
         SqlitePoolOptions::new()
             .max_connections(config.pool_size.max(1))
+            .test_before_acquire(false)
             .acquire_timeout(POOL_ACQUIRE_TIMEOUT)
             .connect_with(options.read_only(true))
             .await?

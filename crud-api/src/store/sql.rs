@@ -84,6 +84,19 @@ macro_rules! bind_all {
     }};
 }
 
+/// Runs one statement on SQLite outside a transaction (a single statement is atomic on its
+/// own); returns the number of rows it changed.
+pub(crate) async fn execute_sqlite(
+    pool: &sqlx::SqlitePool,
+    sql: &'static str,
+    args: Vec<Arg>,
+) -> Result<u64, sqlx::Error> {
+    Ok(bind_all!(sqlx::query(sql), args)
+        .execute(pool)
+        .await?
+        .rows_affected())
+}
+
 /// A row type both backends can decode.
 pub(crate) trait Row:
     for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin

@@ -18,6 +18,7 @@ conformance!(
     polls_close_by_themselves_when_due,
     questions_are_listed_upvoted_and_hidden,
     the_chat_archive_pages_back_in_time,
+    a_large_archive_batch_keeps_its_order_across_orgs_and_skips_duplicates,
     the_outbox_is_claimed_in_order_and_marked_sent,
 );
 
@@ -351,6 +352,63 @@ async fn the_chat_archive_pages_back_in_time(app: TestApp) {
     let other = app.token("eve", "evil", Role::Owner);
     let (_, page) = app.get(&format!("/rooms/{room}/messages"), &other).await;
     assert_eq!(page["items"].as_array().unwrap().len(), 0);
+}
+
+/// A batch longer than one insert statement, in three runs of two orgs, with an id repeated
+/// inside the batch and half of it archived again.
+async fn a_large_archive_batch_keeps_its_order_across_orgs_and_skips_duplicates(app: TestApp) {
+    let (_, _, acme_session) = app.seed("acme", "alice", 10).await;
+    let (_, _, globex_session) = app.seed("globex", "gina", 10).await;
+    let message = |org: &str, session: &str, i: i64, text: String| NewChatMessage {
+        org: org.into(),
+        room: format!("session:{session}"),
+        id: format!("m{i}"),
+        user: "u1".into(),
+        text,
+        offset: i,
+        ts: crate::common::START_MS + i,
+    };
+    let mut batch = vec![];
+    for i in 0..40 {
+        batch.push(message("acme", &acme_session, i, format!("acme {i}")));
+    }
+    for i in 0..25 {
+        batch.push(message("globex", &globex_session, i, format!("globex {i}")));
+    }
+    for i in 40..75 {
+        batch.push(message("acme", &acme_session, i, format!("acme {i}")));
+    }
+    batch.push(message("acme", &acme_session, 3, "a second m3".into()));
+    app.store.append_chat_messages(&batch).await.unwrap();
+    app.store.append_chat_messages(&batch[..50]).await.unwrap();
+
+    let texts = |org: &'static str, session: String| {
+        let store = app.store.clone();
+        async move {
+            let page = store
+                .chat_history(org, &format!("session:{session}"), None, 200)
+                .await
+                .unwrap();
+            assert!(page.next_cursor.is_none());
+            page.items.into_iter().map(|m| m.text).collect::<Vec<_>>()
+        }
+    };
+    let acme: Vec<String> = (0..75).rev().map(|i| format!("acme {i}")).collect();
+    assert_eq!(texts("acme", acme_session).await, acme);
+    let globex: Vec<String> = (0..25).rev().map(|i| format!("globex {i}")).collect();
+    assert_eq!(texts("globex", globex_session).await, globex);
+    // One message, archived alone, takes the short path on SQLite.
+    app.store
+        .append_chat_messages(&[message("globex", "x", 1, "alone".into())])
+        .await
+        .unwrap();
+    let page = app
+        .store
+        .chat_history("globex", "session:x", None, 10)
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(page.items[0].text, "alone");
 }
 
 async fn the_outbox_is_claimed_in_order_and_marked_sent(app: TestApp) {
