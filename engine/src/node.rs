@@ -267,6 +267,19 @@ pub enum RoomError {
 }
 
 impl Node {
+    /// Whether this node can serve: its broker connected and its store (if any) answering.
+    /// The error says which is not.
+    pub async fn check_ready(&self) -> Result<(), String> {
+        self.broker.ready().await.map_err(|e| e.to_string())?;
+        if let Some(live) = &self.live {
+            live.store
+                .check()
+                .await
+                .map_err(|e| format!("store unavailable: {e}"))?;
+        }
+        Ok(())
+    }
+
     /// A builder with the in-memory broker and presence and the claims authorizer.
     pub fn builder(settings: Settings) -> NodeBuilder {
         NodeBuilder {

@@ -383,11 +383,19 @@ async fn echo_ws(
         .on_upgrade(move |socket| tracked.track(echo::run(Arc::clone(&node), socket, permit)))
 }
 
+/// How long `/readyz` waits for the store to answer.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// 200 when the node takes connections and can serve them: not draining, the broker connected,
+/// the store (if any) answering. Otherwise 503 and the reason.
 async fn readyz(State(node): State<Arc<Node>>) -> Response {
     if node.shutdown.is_draining() {
-        (StatusCode::SERVICE_UNAVAILABLE, "draining").into_response()
-    } else {
-        (StatusCode::OK, "ready").into_response()
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining").into_response();
+    }
+    match tokio::time::timeout(READY_TIMEOUT, node.check_ready()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready").into_response(),
+        Ok(Err(why)) => (StatusCode::SERVICE_UNAVAILABLE, why).into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "store: no answer in 2 s").into_response(),
     }
 }
 

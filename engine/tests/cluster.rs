@@ -426,6 +426,34 @@ async fn standalone_history_idempotency_and_epochs() {
 }
 
 #[tokio::test]
+async fn a_redis_broker_is_ready_only_while_connected() {
+    let Some(url) = service("EVD_TEST_REDIS_URL") else {
+        return;
+    };
+    let settings = BrokerSettings {
+        url,
+        ..BrokerSettings::default()
+    };
+    let conn = RedisConn::connect(&settings).await.unwrap();
+    let clients = conn.clone();
+    let shutdown = Shutdown::new();
+    let rec = Arc::new(Recorder::default());
+    let broker = RedisBroker::start(
+        "t",
+        conn,
+        HistorySettings::default(),
+        settings,
+        rec,
+        &shutdown,
+    );
+    broker.ready().await.unwrap();
+    clients.quit().await;
+    let err = broker.ready().await.unwrap_err();
+    assert!(err.to_string().contains("not connected"), "{err}");
+    shutdown.stop();
+}
+
+#[tokio::test]
 async fn standalone_probe_catches_subscriptions_that_silently_died() {
     let Some(url) = service("EVD_TEST_REDIS_URL") else {
         return;

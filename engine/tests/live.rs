@@ -52,6 +52,7 @@ on_both_backends!(
     an_offer_committed_while_no_engine_runs_is_delivered_after_one_starts,
     a_burst_of_ten_thousand_votes_is_counted_exactly,
     a_vote_acknowledged_before_a_crash_is_kept,
+    readyz_fails_while_the_store_does_not_answer,
 );
 
 struct Live {
@@ -1033,4 +1034,22 @@ async fn a_vote_acknowledged_before_a_crash_is_kept(db: TestDb) {
         .await
         .expect("drains and exits")
         .unwrap();
+}
+
+async fn readyz_fails_while_the_store_does_not_answer(db: TestDb) {
+    let live = start(db, live_settings()).await;
+    let readyz = || async {
+        let r = reqwest::get(live.srv.http("/readyz")).await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    };
+    assert_eq!(readyz().await, (200, "ready".to_owned()));
+    // Closing refuses new acquires at once, then waits for the connections in use (on
+    // PostgreSQL the outbox relay holds one until the engine stops): not awaited here.
+    let store = live.store.clone();
+    let closing = tokio::spawn(async move { store.close().await });
+    let (status, body) = readyz().await;
+    assert_eq!(status, 503);
+    assert!(body.starts_with("store unavailable"), "{body}");
+    live.stop().await;
+    closing.await.unwrap();
 }

@@ -63,9 +63,24 @@ pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a request waits for a pooled connection before it fails with 503-like errors.
 pub const POOL_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Whether the database answers, for readiness probes.
+#[async_trait::async_trait]
+pub trait Health {
+    /// One round trip to the database.
+    async fn check(&self) -> Result<()>;
+}
+
+#[async_trait::async_trait]
+impl Health for SqlStore {
+    async fn check(&self) -> Result<()> {
+        self.ping().await
+    }
+}
+
 /// The whole store, as the REST API and the engine use it.
 pub trait Store:
-    OrgStore
+    Health
+    + OrgStore
     + EventStore
     + SessionStore
     + TicketStore
@@ -82,7 +97,8 @@ pub trait Store:
 }
 
 impl<T> Store for T where
-    T: OrgStore
+    T: Health
+        + OrgStore
         + EventStore
         + SessionStore
         + TicketStore

@@ -104,4 +104,8 @@ pub trait Broker: Send + Sync + 'static {
     async fn subscribe(&self, room: &RoomKey) -> Result<(), BrokerError>;
     /// This node's last member left `room`.
     async fn unsubscribe(&self, room: &RoomKey) -> Result<(), BrokerError>;
+    /// Whether the backend is reachable now, for `/readyz`. Costs no round trip.
+    async fn ready(&self) -> Result<(), BrokerError> {
+        Ok(())
+    }
 }

@@ -874,6 +874,15 @@ async fn probe_loop(inner: Arc<Inner>, stopped: impl std::future::Future<Output 
 
 #[async_trait]
 impl Broker for RedisBroker {
+    async fn ready(&self) -> Result<(), BrokerError> {
+        let conn = &self.inner.conn;
+        if conn.client.is_connected() && conn.sub.is_connected() {
+            Ok(())
+        } else {
+            Err(BrokerError::Unavailable("not connected to Redis".into()))
+        }
+    }
+
     async fn publish(&self, room: &RoomKey, msg: NewMessage) -> Result<Published, BrokerError> {
         let inner = &self.inner;
         let idem = msg
