@@ -343,6 +343,10 @@ where
                     if closing.is_some() {
                         return closing.unwrap_or("error");
                     }
+                    // Gone without a close frame: nothing to answer, and no fault of protocol.
+                    if client_vanished(&e) {
+                        return "client_gone";
+                    }
                     // A frame the WebSocket layer refused: the stream cannot be read past it.
                     // Send the matching close code and wait (bounded) for the writer to deliver it.
                     return match close_code_for(&e) {
@@ -400,6 +404,35 @@ pub fn close_code_for(e: &axum::Error) -> Option<CloseCode> {
         source = err.source();
     }
     None
+}
+
+/// Whether a read error means the client went away without a close frame: its TCP connection
+/// ended or was reset (a closed laptop, a lost network, a killed app).
+pub fn client_vanished(e: &axum::Error) -> bool {
+    use std::error::Error as _;
+    use std::io::ErrorKind;
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    use tokio_tungstenite::tungstenite::error::ProtocolError;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = e.source();
+    while let Some(err) = source {
+        if let Some(t) = err.downcast_ref::<WsError>() {
+            return match t {
+                WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)
+                | WsError::ConnectionClosed
+                | WsError::AlreadyClosed => true,
+                WsError::Io(io) => matches!(
+                    io.kind(),
+                    ErrorKind::ConnectionReset
+                        | ErrorKind::ConnectionAborted
+                        | ErrorKind::BrokenPipe
+                        | ErrorKind::UnexpectedEof
+                ),
+                _ => false,
+            };
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// Shared with the echo endpoint.
