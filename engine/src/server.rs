@@ -395,7 +395,11 @@ async fn readyz(State(node): State<Arc<Node>>) -> Response {
     match tokio::time::timeout(READY_TIMEOUT, node.check_ready()).await {
         Ok(Ok(())) => (StatusCode::OK, "ready").into_response(),
         Ok(Err(why)) => (StatusCode::SERVICE_UNAVAILABLE, why).into_response(),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "store: no answer in 2 s").into_response(),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("store: no answer in {READY_TIMEOUT:?}"),
+        )
+            .into_response(),
     }
 }
 

@@ -312,6 +312,20 @@ impl BrokerHandler for Recorder {
     }
 }
 
+/// A broker on the standalone Redis, a second handle on its clients, and what it delivers.
+async fn standalone_broker(
+    node: &str,
+    settings: BrokerSettings,
+    history: HistorySettings,
+    shutdown: &Shutdown,
+) -> (Arc<RedisBroker>, RedisConn, Arc<Recorder>) {
+    let conn = RedisConn::connect(&settings).await.unwrap();
+    let clients = conn.clone();
+    let rec = Arc::new(Recorder::default());
+    let broker = RedisBroker::start(node, conn, history, settings, rec.clone(), shutdown);
+    (broker, clients, rec)
+}
+
 #[tokio::test]
 async fn standalone_history_idempotency_and_epochs() {
     let Some(url) = service("EVD_TEST_REDIS_URL") else {
@@ -321,15 +335,13 @@ async fn standalone_history_idempotency_and_epochs() {
         url,
         ..BrokerSettings::default()
     };
-    let conn = RedisConn::connect(&settings).await.unwrap();
-    let client = conn.client.clone();
-    let shutdown = Shutdown::new();
-    let rec = Arc::new(Recorder::default());
     let history = HistorySettings {
         size: 3,
         ..HistorySettings::default()
     };
-    let broker = RedisBroker::start("t", conn, history, settings, rec.clone(), &shutdown);
+    let shutdown = Shutdown::new();
+    let (broker, conn, rec) = standalone_broker("t", settings, history, &shutdown).await;
+    let client = conn.client.clone();
     let room = RoomKey::new(&org(), evd_protocol::RoomName::parse("session:S1").unwrap());
     broker.subscribe(&room).await.unwrap();
     let msg = |text: &str, client_id: Option<&str>| NewMessage {
@@ -434,18 +446,9 @@ async fn a_redis_broker_is_ready_only_while_connected() {
         url,
         ..BrokerSettings::default()
     };
-    let conn = RedisConn::connect(&settings).await.unwrap();
-    let clients = conn.clone();
     let shutdown = Shutdown::new();
-    let rec = Arc::new(Recorder::default());
-    let broker = RedisBroker::start(
-        "t",
-        conn,
-        HistorySettings::default(),
-        settings,
-        rec,
-        &shutdown,
-    );
+    let (broker, clients, _) =
+        standalone_broker("t", settings, HistorySettings::default(), &shutdown).await;
     broker.ready().await.unwrap();
     clients.quit().await;
     let err = broker.ready().await.unwrap_err();
@@ -464,19 +467,10 @@ async fn standalone_probe_catches_subscriptions_that_silently_died() {
         probe_timeout_ms: 500,
         ..BrokerSettings::default()
     };
-    let conn = RedisConn::connect(&settings).await.unwrap();
-    let behind_its_back = conn.clone();
     let shutdown = Shutdown::new();
-    let rec = Arc::new(Recorder::default());
     let node = format!("probe-{}", fastrand::u32(..));
-    let broker = RedisBroker::start(
-        &node,
-        conn,
-        HistorySettings::default(),
-        settings,
-        rec.clone(),
-        &shutdown,
-    );
+    let (broker, behind_its_back, rec) =
+        standalone_broker(&node, settings, HistorySettings::default(), &shutdown).await;
     let room = RoomKey::new(&org(), evd_protocol::RoomName::parse("session:S1").unwrap());
     broker.subscribe(&room).await.unwrap();
     let msg = |i: u64| NewMessage {

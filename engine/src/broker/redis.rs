@@ -170,6 +170,11 @@ impl RedisConn {
         })
     }
 
+    /// Whether both clients are connected now (fred's state; no round trip).
+    pub fn is_connected(&self) -> bool {
+        self.client.is_connected() && self.sub.is_connected()
+    }
+
     /// Closes both clients.
     pub async fn quit(&self) {
         let _ = self.sub.quit().await;
@@ -739,8 +744,7 @@ impl Inner {
             }
         }
         // Up: both clients connected and every primary answered its probe in time.
-        let up =
-            self.conn.sub.is_connected() && self.conn.client.is_connected() && failed.is_empty();
+        let up = self.conn.is_connected() && failed.is_empty();
         self.metrics.connected.set(if up { 1.0 } else { 0.0 });
         if !failed.is_empty() {
             self.metrics.probe_failures.increment(failed.len() as u64);
@@ -875,8 +879,7 @@ async fn probe_loop(inner: Arc<Inner>, stopped: impl std::future::Future<Output 
 #[async_trait]
 impl Broker for RedisBroker {
     async fn ready(&self) -> Result<(), BrokerError> {
-        let conn = &self.inner.conn;
-        if conn.client.is_connected() && conn.sub.is_connected() {
+        if self.inner.conn.is_connected() {
             Ok(())
         } else {
             Err(BrokerError::Unavailable("not connected to Redis".into()))

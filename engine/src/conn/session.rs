@@ -386,53 +386,52 @@ where
     }
 }
 
-/// The close code for a read error, when the client broke a rule (rather than the socket
-/// failing).
-pub fn close_code_for(e: &axum::Error) -> Option<CloseCode> {
+/// The WebSocket error behind a read error, if there is one.
+fn ws_error(e: &axum::Error) -> Option<&tokio_tungstenite::tungstenite::Error> {
     use std::error::Error as _;
-    use tokio_tungstenite::tungstenite::Error as WsError;
     let mut source: Option<&(dyn std::error::Error + 'static)> = e.source();
     while let Some(err) = source {
-        if let Some(t) = err.downcast_ref::<WsError>() {
-            return match t {
-                WsError::Capacity(_) => Some(CloseCode::MessageTooBig),
-                WsError::Utf8(_) => Some(CloseCode::InvalidPayload),
-                WsError::Protocol(_) => Some(CloseCode::ProtocolError),
-                _ => None,
-            };
+        if let Some(t) = err.downcast_ref() {
+            return Some(t);
         }
         source = err.source();
     }
     None
 }
 
+/// The close code for a read error, when the client broke a rule (rather than the socket
+/// failing).
+pub fn close_code_for(e: &axum::Error) -> Option<CloseCode> {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    match ws_error(e)? {
+        WsError::Capacity(_) => Some(CloseCode::MessageTooBig),
+        WsError::Utf8(_) => Some(CloseCode::InvalidPayload),
+        WsError::Protocol(_) => Some(CloseCode::ProtocolError),
+        _ => None,
+    }
+}
+
 /// Whether a read error means the client went away without a close frame: its TCP connection
 /// ended or was reset (a closed laptop, a lost network, a killed app).
 pub fn client_vanished(e: &axum::Error) -> bool {
-    use std::error::Error as _;
     use std::io::ErrorKind;
     use tokio_tungstenite::tungstenite::Error as WsError;
     use tokio_tungstenite::tungstenite::error::ProtocolError;
-    let mut source: Option<&(dyn std::error::Error + 'static)> = e.source();
-    while let Some(err) = source {
-        if let Some(t) = err.downcast_ref::<WsError>() {
-            return match t {
-                WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)
-                | WsError::ConnectionClosed
-                | WsError::AlreadyClosed => true,
-                WsError::Io(io) => matches!(
-                    io.kind(),
-                    ErrorKind::ConnectionReset
-                        | ErrorKind::ConnectionAborted
-                        | ErrorKind::BrokenPipe
-                        | ErrorKind::UnexpectedEof
-                ),
-                _ => false,
-            };
-        }
-        source = err.source();
+    match ws_error(e) {
+        Some(
+            WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)
+            | WsError::ConnectionClosed
+            | WsError::AlreadyClosed,
+        ) => true,
+        Some(WsError::Io(io)) => matches!(
+            io.kind(),
+            ErrorKind::ConnectionReset
+                | ErrorKind::ConnectionAborted
+                | ErrorKind::BrokenPipe
+                | ErrorKind::UnexpectedEof
+        ),
+        _ => false,
     }
-    false
 }
 
 /// Shared with the echo endpoint.
