@@ -4,7 +4,8 @@
 # through the REST API (`--api`), a poll burst and a short chat run with churn and votes.
 # Asserts function only: every connection joined, a delivery ratio of exactly 1.0, no gaps, no
 # reorders and zero errors; for votes, every vote acknowledged, no vote errors, and every room's
-# final tally equal to the votes acknowledged in it. No timing is asserted.
+# final tally equal to the votes acknowledged in it. Then a short `loopback-floor` run, which
+# fails when any message is lost. No timing is asserted.
 #
 #   scripts/loadtest-smoke.sh        (honours CARGO_TARGET_DIR)
 set -euo pipefail
@@ -13,6 +14,7 @@ cd "$(dirname "$0")/.."
 # Built one at a time, as the other scripts do, so each binary reuses its cached build.
 cargo build --release --bin evd
 cargo build --release -p evd-loadtest
+cargo build --release -p evd-bench --bin loopback-floor
 TARGET=${CARGO_TARGET_DIR:-target}
 TMP=$(mktemp -d)
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -68,4 +70,7 @@ check rooms "$("${LT[@]}" --duration 10 rooms --room-size 10 --publishers 10 --r
 API=(--api "http://127.0.0.1:$PORT")
 check poll-burst "$("${LT[@]}" "${API[@]}" --duration 3 poll-burst --room-size 10 --publishers 0)" votes
 check chat "$("${LT[@]}" "${API[@]}" --duration 5 chat --room-size 10 --publishers 10 --rate 10 --churn 0.05)" votes
+# The kernel floor that bench/compare.sh sets beside the broadcasts: it exits non-zero when a
+# message is lost.
+"$TARGET/release/loopback-floor" --conns 500 --rate 10 --rounds 20
 echo "loadtest smoke: ok"
