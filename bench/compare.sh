@@ -8,7 +8,7 @@
 # Environment (defaults are the full run; QUICK=1 makes a short one):
 #   CONNS        members for idle, broadcast, rooms and the storm           (10000)
 #   DURATION     seconds of each measured broadcast and rooms run          (15)
-#   SAT_RATES    broadcast rates tried for saturation, ascending  ("5 10 20 50 100 200")
+#   SAT_RATES    broadcast rates tried for saturation, ascending  ("5 10 20 50 100 200 500")
 #   BIG          connections for evd's own idle and storm bars             (19000)
 #   ROOMS_RUNS   rooms runs per server, interleaved; the table takes the median p99 run (3)
 #   SERVERS      which servers, in order                                   ("evd socketio socketioxide")
@@ -22,7 +22,7 @@ if [ "${QUICK:-0}" = 1 ]; then
 fi
 CONNS=${CONNS:-10000}
 DURATION=${DURATION:-15}
-SAT_RATES=${SAT_RATES:-5 10 20 50 100 200}
+SAT_RATES=${SAT_RATES:-5 10 20 50 100 200 500}
 BIG=${BIG:-19000}
 ROOMS_RUNS=${ROOMS_RUNS:-3}
 SERVERS=${SERVERS:-evd socketio socketioxide}
@@ -39,6 +39,7 @@ ulimit -n "$(ulimit -Hn)"
 echo "==> building evd, the harness and the peers" >&2
 cargo build --release --bin evd
 cargo build --release -p evd-loadtest
+cargo build --release -p evd-bench --bin loopback-floor
 (cd bench/peers/socketio && npm ci --no-audit --no-fund --silent)
 (cd bench/peers/socketioxide && cargo build --release)
 
@@ -94,6 +95,11 @@ run() { # server, label, scenario args...
 for s in $SERVERS; do run "$s" idle idle -c "$CONNS" --room-size 100 --duration 5 --drain 0; done
 for r in 1 10 50; do
   for s in $SERVERS; do run "$s" "broadcast-$r" broadcast -c "$CONNS" --rate "$r" --duration "$DURATION"; done
+  # The machine's floor for the same broadcast: plain threads doing one write() per connection
+  # per message, a bare epoll reader on the other end, no server code at all.
+  echo "==> floor broadcast-$r: loopback-floor" >&2
+  target/release/loopback-floor --conns "$CONNS" --rate "$r" --rounds "$((r * DURATION))" --json \
+    >"$OUT/floor-broadcast-$r.json" || echo '{}' >"$OUT/floor-broadcast-$r.json"
 done
 # Saturation: step the rate up; a server drops out at its first step that misses a delivery
 # ratio of 1.0 or p99 ≤ 1 s. Its figure is the highest step it passed.

@@ -166,6 +166,30 @@ for label, scen, f, unit, better in ROWS:
         + f" | {advantage(vals[0], vals[1], better)} | {advantage(vals[0], vals[2], better)} |"
     )
 
+floors = [(rate, load("floor", f"broadcast-{rate}"), load("evd", f"broadcast-{rate}")) for rate in (1, 10, 50)]
+if any(f for _, f, _ in floors):
+    lines += [
+        "", "### The machine's floor for the same broadcasts (loopback-floor, same run)", "",
+        "`loopback-floor` sends the same rounds to the same number of loopback TCP connections with",
+        "no server at all: two plain threads doing one `write()` per connection per message (rounds",
+        "that fell due meanwhile go out in one write, as a send queue coalesces them), and a second",
+        "process with two threads reading with epoll. Its CPU is the sending threads' own, over the",
+        "passes only; on loopback that includes the kernel's receive path and the reader's wake-up.",
+        "It is what the kernel alone costs here: a WebSocket server adds framing, queues and",
+        "scheduling on top, and evd-loadtest's readers do more per message than a bare read.",
+        "",
+        "| broadcast to " + f"{get(floors[0][1], 'conns') or '–'}" + " | floor p50 | floor p99 | floor CPU per delivery | evd p99 | evd CPU per delivery | evd ÷ floor (p99, CPU) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for rate, f, e in floors:
+        fp99, ep99 = get(f, "latency_ms", "p99"), get(e, "latency_ms", "p99")
+        fcpu, ecpu = get(f, "cpu_per_delivery_us"), get(e, "server", "cpu_per_delivery_us")
+        ratio = lambda a, b: f"{a / b:.2f}" if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b > 0 else "–"
+        lines.append(
+            f"| {rate}/s | {fmt(get(f, 'latency_ms', 'p50'), ' ms')} | {fmt(fp99, ' ms')} | {fmt(fcpu, ' µs')}"
+            f" | {fmt(ep99, ' ms')} | {fmt(ecpu, ' µs')} | {ratio(ep99, fp99)}, {ratio(ecpu, fcpu)} |"
+        )
+
 big_idle, big_storm = load("evd", "idle-big"), load("evd", "storm-big")
 if big_idle or big_storm:
     lines += ["", "### evd on its own: the bars at the most one process may hold here", "",
