@@ -21,8 +21,8 @@ const IN_FLIGHT: usize = 16;
 const ATTEMPTS: u32 = 20;
 /// How long setup tokens live.
 const TOKEN_TTL_SECS: u64 = 3600;
-/// Sessions the REST API allows in one event (`MAX_SESSIONS_PER_EVENT` in crud-api).
-const SESSIONS_PER_EVENT: usize = 500;
+/// Sessions the REST API allows in one event.
+const SESSIONS_PER_EVENT: usize = evd_protocol::MAX_SESSIONS_PER_EVENT;
 /// The options of every poll.
 const OPTIONS: [&str; 4] = ["A", "B", "C", "D"];
 /// Fixed dates: a vote needs the poll open, whatever the session's times.

@@ -55,3 +55,7 @@ pub const MAX_PRESENCE_SNAPSHOT: usize = 100;
 
 /// Default heartbeat interval announced in `HELLO`.
 pub const DEFAULT_HEARTBEAT_MS: u64 = 25_000;
+
+/// Most sessions one event may have in the REST API, so an event's agenda is one bounded
+/// answer; the load harness splits its rooms over events by it.
+pub const MAX_SESSIONS_PER_EVENT: usize = 500;

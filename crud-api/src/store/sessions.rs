@@ -12,7 +12,7 @@ use tracing::instrument;
 use utoipa::ToSchema;
 
 /// Most sessions one event may have, so the agenda is one bounded answer.
-pub const MAX_SESSIONS_PER_EVENT: i64 = 500;
+pub const MAX_SESSIONS_PER_EVENT: i64 = evd_protocol::MAX_SESSIONS_PER_EVENT as i64;
 
 /// A new session.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
