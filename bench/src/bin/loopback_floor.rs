@@ -32,7 +32,7 @@ use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 #[derive(Parser, Clone)]
@@ -64,7 +64,8 @@ struct Args {
     receive_from: Option<u16>,
 }
 
-/// Most milliseconds a run may last beyond its rounds before it is declared stuck.
+/// How long the receiver waits for the last messages once the sender is done, before it
+/// reports what it has (a loss); a complete run reports as soon as the last one arrives.
 const DRAIN: Duration = Duration::from_secs(2);
 /// Longest latency recorded, µs.
 const MAX_LATENCY_US: u64 = 60_000_000;
@@ -127,6 +128,8 @@ fn send(args: &Args) -> anyhow::Result<()> {
             &args.conns.to_string(),
             "--payload",
             &args.payload.to_string(),
+            "--rounds",
+            &args.rounds.to_string(),
             "--receivers",
             &args.receivers.to_string(),
             "--receive-from",
@@ -217,9 +220,8 @@ fn send(args: &Args) -> anyhow::Result<()> {
             reports.push(report);
             open.push(share);
         }
-        std::thread::sleep(DRAIN);
         let mut stdin = child.stdin.take().context("receiver stdin")?;
-        writeln!(stdin, "done")?;
+        writeln!(stdin, "sent")?;
         let line = lines
             .next()
             .transpose()?
@@ -320,7 +322,8 @@ struct ReceiveReport {
     latency: Histogram<u64>,
 }
 
-/// The receiving process: connects, then reads until told the run is over.
+/// The receiving process: connects, then reads until every message is in, or until
+/// [`DRAIN`] after the sender says it is done.
 fn receive(args: &Args, port: u16) -> anyhow::Result<()> {
     let mut shares: Vec<Vec<Conn>> = (0..args.receivers).map(|_| Vec::new()).collect();
     for i in 0..args.conns {
@@ -332,12 +335,13 @@ fn receive(args: &Args, port: u16) -> anyhow::Result<()> {
             partial: Vec::new(),
         });
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let payload = args.payload;
+    // CLOCK_MONOTONIC ns after which a thread stops waiting; 0 while the sender is still busy.
+    let give_up_at = Arc::new(AtomicU64::new(0));
+    let (payload, rounds) = (args.payload, u64::from(args.rounds));
     let threads: Vec<_> = shares
         .into_iter()
         .map(|mut conns| {
-            let stop = Arc::clone(&stop);
+            let give_up_at = Arc::clone(&give_up_at);
             std::thread::spawn(move || -> anyhow::Result<ReceiveReport> {
                 let epoll = Epoll::new(EpollCreateFlags::empty())?;
                 for (i, c) in conns.iter().enumerate() {
@@ -353,8 +357,13 @@ fn receive(args: &Args, port: u16) -> anyhow::Result<()> {
                     cpu_ns: 0,
                     latency: histogram(),
                 };
+                let expected = conns.len() as u64 * rounds;
                 let cpu0 = thread_cpu_ns();
-                while !stop.load(Ordering::Relaxed) {
+                while report.received < expected {
+                    let deadline = give_up_at.load(Ordering::Relaxed);
+                    if deadline != 0 && mono_ns() > deadline {
+                        break;
+                    }
                     let n = epoll.wait(&mut events, EpollTimeout::from(100u8))?;
                     for ev in &events[..n] {
                         let c = &mut conns[ev.data() as usize];
@@ -365,6 +374,14 @@ fn receive(args: &Args, port: u16) -> anyhow::Result<()> {
                             Err(e) => return Err(e.into()),
                         };
                         let now = mono_ns();
+                        let mut record = |m: &[u8]| -> anyhow::Result<()> {
+                            let due = u64::from_le_bytes(m[..8].try_into()?);
+                            report
+                                .latency
+                                .saturating_record((now.saturating_sub(due) / 1_000).max(1));
+                            report.received += 1;
+                            Ok(())
+                        };
                         let mut data = &buf[..got];
                         // Complete a message split over reads first.
                         if !c.partial.is_empty() {
@@ -372,21 +389,13 @@ fn receive(args: &Args, port: u16) -> anyhow::Result<()> {
                             c.partial.extend_from_slice(&data[..need]);
                             data = &data[need..];
                             if c.partial.len() == payload {
-                                let due = u64::from_le_bytes(c.partial[..8].try_into()?);
-                                report
-                                    .latency
-                                    .saturating_record((now.saturating_sub(due) / 1_000).max(1));
-                                report.received += 1;
+                                record(&c.partial)?;
                                 c.partial.clear();
                             }
                         }
                         let mut chunks = data.chunks_exact(payload);
                         for m in &mut chunks {
-                            let due = u64::from_le_bytes(m[..8].try_into()?);
-                            report
-                                .latency
-                                .saturating_record((now.saturating_sub(due) / 1_000).max(1));
-                            report.received += 1;
+                            record(m)?;
                         }
                         c.partial.extend_from_slice(chunks.remainder());
                     }
@@ -398,10 +407,10 @@ fn receive(args: &Args, port: u16) -> anyhow::Result<()> {
         .collect();
     writeln!(std::io::stdout(), "ready")?;
     std::io::stdout().flush()?;
-    // The coordinator writes a line when the rounds are over.
+    // The coordinator writes a line when its last round is sent.
     let mut line = String::new();
     std::io::stdin().read_line(&mut line)?;
-    stop.store(true, Ordering::Relaxed);
+    give_up_at.store(mono_ns() + DRAIN.as_nanos() as u64, Ordering::Relaxed);
     let mut latency = histogram();
     let (mut received, mut cpu_ns) = (0u64, 0u64);
     for t in threads {
