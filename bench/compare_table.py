@@ -166,6 +166,11 @@ for label, scen, f, unit, better in ROWS:
         + f" | {advantage(vals[0], vals[1], better)} | {advantage(vals[0], vals[2], better)} |"
     )
 
+def ratio(a, b):
+    ok = isinstance(a, (int, float)) and isinstance(b, (int, float)) and b > 0
+    return f"{a / b:.2f}" if ok else "–"
+
+
 floors = [(rate, load("floor", f"broadcast-{rate}"), load("evd", f"broadcast-{rate}")) for rate in (1, 10, 50)]
 if any(f for _, f, _ in floors):
     lines += [
@@ -184,7 +189,6 @@ if any(f for _, f, _ in floors):
     for rate, f, e in floors:
         fp99, ep99 = get(f, "latency_ms", "p99"), get(e, "latency_ms", "p99")
         fcpu, ecpu = get(f, "cpu_per_delivery_us"), get(e, "server", "cpu_per_delivery_us")
-        ratio = lambda a, b: f"{a / b:.2f}" if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b > 0 else "–"
         lines.append(
             f"| {rate}/s | {fmt(get(f, 'latency_ms', 'p50'), ' ms')} | {fmt(fp99, ' ms')} | {fmt(fcpu, ' µs')}"
             f" | {fmt(ep99, ' ms')} | {fmt(ecpu, ' µs')} | {ratio(ep99, fp99)}, {ratio(ecpu, fcpu)} |"
