@@ -21,6 +21,7 @@
 pub mod access;
 pub mod auth;
 pub mod broker;
+pub mod clock;
 pub mod conn;
 pub mod group_commit;
 pub mod hub;

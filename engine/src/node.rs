@@ -8,6 +8,7 @@
 use crate::access::TicketAuthorizer;
 use crate::auth::{Authorizer, ClaimsAuthorizer};
 use crate::broker::memory::MemoryBroker;
+use crate::clock::unix_ms;
 use crate::broker::{Broker, BrokerError, BrokerHandler};
 use crate::conn::queue::{Outbound, QueueStats};
 use crate::conn::{Conn, encode};
@@ -499,13 +500,6 @@ impl Node {
 /// `user:` rooms are private: one member by definition, so no presence is kept for them.
 pub fn tracks_presence(room: &RoomKey) -> bool {
     room.room().kind() != RoomKind::User
-}
-
-/// Now, in unix milliseconds.
-pub fn unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Sends each room's coalesced changes once per tick: `PRESENCE_UPDATE`, `POLL_RESULTS`,

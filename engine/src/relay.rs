@@ -159,7 +159,7 @@ async fn relay_once(store: &dyn Store, broker: &dyn Broker) -> bool {
 }
 
 async fn prune(store: &dyn Store) {
-    let before = crate::node::unix_ms() - i64::try_from(KEEP_SENT.as_millis()).unwrap_or(i64::MAX);
+    let before = crate::clock::unix_ms() - i64::try_from(KEEP_SENT.as_millis()).unwrap_or(i64::MAX);
     if let Err(e) = store.prune_outbox(before, 10_000).await {
         tracing::warn!(error = %e, "outbox prune failed");
     }

@@ -71,7 +71,7 @@ fn live_settings() -> evd_engine::Settings {
 }
 
 async fn start(db: TestDb, s: evd_engine::Settings) -> Live {
-    let (clock, manual) = Clock::manual(evd_engine::node::unix_ms());
+    let (clock, manual) = Clock::manual(evd_engine::clock::unix_ms());
     let store = Arc::new(
         SqlStore::connect(&db.url, &s.api().store_config(), clock)
             .await

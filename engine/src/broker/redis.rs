@@ -430,7 +430,7 @@ impl Inner {
                     return tracing::warn!(channel, "undecodable chat envelope");
                 };
                 if let Body::Chat { message, .. } = &env.body {
-                    let lag = crate::node::unix_ms().saturating_sub(message.ts);
+                    let lag = crate::clock::unix_ms().saturating_sub(message.ts);
                     self.metrics.lag.record(lag as f64 / 1000.0);
                 }
                 if self.accept_chat(room, epoch.to_owned(), offset, env) {

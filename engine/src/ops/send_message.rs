@@ -6,7 +6,8 @@
 use super::{OpError, OpResult};
 use crate::broker::NewMessage;
 use crate::conn::session::Session;
-use crate::node::{RoomError, unix_ms};
+use crate::clock::unix_ms;
+use crate::node::RoomError;
 use crate::room_key::RoomKey;
 use evd_api::store::NewChatMessage;
 use evd_protocol::event::{Ack, Event};
