@@ -1,0 +1,367 @@
+//! The [`Hub`]: which local connections are in which room, and fanout to them.
+//!
+//! Rooms are hashed onto shards, each a short-held mutex over its rooms, so joins and
+//! broadcasts in different rooms rarely contend. Membership is two indexes kept in step by the
+//! methods here: room → connections (in the shard) and connection → rooms (in [`Conn`]).
+//!
+//! A broadcast is encoded once per codec in use ([`EncodeOnce`]) and the same bytes are pushed
+//! to every member's queue; pushing never waits, so one slow client cannot hold a room back.
+//!
+//! **Ticks.** Presence changes, poll tallies and question votes are coalesced per room and
+//! sent once per tick: see [`tick`].
+//!
+//! **Joining.** Between adding a member and sending its `ROOM_JOINED` the node reads history;
+//! messages published meanwhile are held in the member's join buffer and released by
+//! [`Hub::activate`] right after the reply, minus those the reply's history already holds. So a
+//! joiner sees every message after its `offset` exactly once, in order.
+
+mod tick;
+
+use tick::Changes;
+pub use tick::TickWork;
+
+use crate::broker::BrokerHandler;
+use crate::conn::queue::{Outbound, Push, QueueStats};
+use crate::conn::{Conn, ConnId, EncodeOnce};
+use crate::metrics::Metrics;
+use crate::room_key::RoomKey;
+use evd_protocol::bus::{Body, Envelope};
+use evd_protocol::{CloseCode, Event};
+use parking_lot::Mutex;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use tokio::time::Instant;
+
+/// Most events held for one member while its join is in flight. A join takes a few
+/// milliseconds; a room busier than this in that time has the joiner closed as a slow consumer
+/// (it reconnects and recovers).
+const JOIN_BUFFER_MAX: usize = 1024;
+
+/// Largest `after_ms` in the `RECONNECT` sent when a room lost continuity: spreads the
+/// members' reconnects over a second.
+const RESYNC_RECONNECT_MAX_MS: u64 = 1_000;
+
+/// Outbox ids remembered for de-duplication: the relay is at-least-once, and a row relayed
+/// twice arrives within seconds of the first copy.
+const SEEN_OUTBOX_IDS: usize = 10_000;
+
+/// Local room membership and fanout.
+pub struct Hub {
+    shards: Box<[Mutex<Shard>]>,
+    stats: Arc<QueueStats>,
+    metrics: Metrics,
+    /// Outbox rows already delivered here, oldest first (bounded by [`SEEN_OUTBOX_IDS`]).
+    seen_outbox: Mutex<(HashSet<i64>, VecDeque<i64>)>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("shards", &self.shards.len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct Shard {
+    rooms: HashMap<RoomKey, Room>,
+    /// Rooms with changes for the next tick.
+    dirty: HashSet<RoomKey>,
+}
+
+#[derive(Default)]
+struct Room {
+    members: HashMap<ConnId, Member>,
+    /// Presence, poll and question changes, made on first use. Boxed because every connection
+    /// has a room of its own (the user's, for offers) that never has any, and each room sits
+    /// inline in its shard's table: this keeps that entry at 56 bytes instead of about 350.
+    changes: Option<Box<Changes>>,
+}
+
+impl Room {
+    fn changes(&mut self) -> &mut Changes {
+        self.changes.get_or_insert_with(Box::default)
+    }
+}
+
+struct Member {
+    conn: Arc<Conn>,
+    /// `Some` while the join is in flight: events wait here instead of the queue. Boxed, as it
+    /// is `None` for all but a moment, and a room of 10,000 keeps 10,000 members inline.
+    #[allow(clippy::box_collection)]
+    joining: Option<Box<Vec<Held>>>,
+    /// The offset the join reply reported: chat at or below it is already the client's. A
+    /// broker filling a gap from history (after a lost subscription) may deliver such messages
+    /// again to members who joined meanwhile; this keeps them exactly-once.
+    floor: u64,
+}
+
+struct Held {
+    offset: Option<u64>,
+    item: Outbound,
+}
+
+/// Result of [`Hub::join`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Joined {
+    /// The room had no local member before: subscribe at the broker.
+    pub first_local: bool,
+    /// The connection was already a member (a repeated join, e.g. to recover).
+    pub rejoin: bool,
+}
+
+/// Result of [`Hub::leave`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Left {
+    /// The room has no local member now: unsubscribe at the broker.
+    pub last_local: bool,
+}
+
+impl Hub {
+    /// A hub with `shards` shards (about cores × 4).
+    pub fn new(shards: usize, stats: Arc<QueueStats>, metrics: Metrics) -> Hub {
+        Hub {
+            shards: (0..shards.max(1))
+                .map(|_| Mutex::new(Shard::default()))
+                .collect(),
+            stats,
+            metrics,
+            seen_outbox: Mutex::new((HashSet::new(), VecDeque::new())),
+        }
+    }
+
+    fn shard(&self, room: &RoomKey) -> &Mutex<Shard> {
+        &self.shards[(room.shard_hash() as usize) % self.shards.len()]
+    }
+
+    /// Adds `conn` to `room` in the joining state.
+    pub fn join(&self, room: &RoomKey, conn: &Arc<Conn>) -> Joined {
+        let mut shard = self.shard(room).lock();
+        let first_local = !shard.rooms.contains_key(room);
+        let r = shard.rooms.entry(room.clone()).or_default();
+        let rejoin = match r.members.get_mut(&conn.id) {
+            Some(m) => {
+                m.joining = Some(Box::default());
+                true
+            }
+            None => {
+                r.members.insert(
+                    conn.id,
+                    Member {
+                        conn: Arc::clone(conn),
+                        joining: Some(Box::default()),
+                        floor: 0,
+                    },
+                );
+                false
+            }
+        };
+        drop(shard);
+        if first_local {
+            self.metrics.rooms.increment(1.0);
+        }
+        if !rejoin {
+            conn.rooms.lock().push(room.clone());
+            self.metrics.joins.increment(1);
+        }
+        Joined {
+            first_local,
+            rejoin,
+        }
+    }
+
+    /// Sends the join reply (if any), then what arrived during the join with offsets after
+    /// `after_offset`, and switches the member to live delivery.
+    pub fn activate(
+        &self,
+        room: &RoomKey,
+        conn: &Conn,
+        reply: Option<Outbound>,
+        after_offset: u64,
+    ) {
+        let mut shard = self.shard(room).lock();
+        let held = shard
+            .rooms
+            .get_mut(room)
+            .and_then(|r| r.members.get_mut(&conn.id))
+            .and_then(|m| {
+                m.floor = after_offset;
+                m.joining.take()
+            });
+        // Under the shard lock, so no broadcast can slip between the reply and the held events.
+        if let Some(reply) = reply {
+            self.push(conn, reply);
+        }
+        for h in held.into_iter().flat_map(|h| *h) {
+            if h.offset.is_none_or(|o| o > after_offset) {
+                self.push(conn, h.item);
+            }
+        }
+    }
+
+    /// Removes `conn` from `room`; `None` if it was not a member.
+    pub fn leave(&self, room: &RoomKey, conn: &Conn) -> Option<Left> {
+        let mut shard = self.shard(room).lock();
+        let r = shard.rooms.get_mut(room)?;
+        r.members.remove(&conn.id)?;
+        let last_local = r.members.is_empty();
+        if last_local {
+            shard.rooms.remove(room);
+            shard.dirty.remove(room);
+        }
+        drop(shard);
+        if last_local {
+            self.metrics.rooms.decrement(1.0);
+        }
+        conn.rooms.lock().retain(|k| k != room);
+        Some(Left { last_local })
+    }
+
+    /// Queues `event` to every member of `room`. `offset` is set for chat messages, so a joining
+    /// member's buffer can drop what its history already has.
+    pub fn deliver(&self, room: &RoomKey, event: &Event, offset: Option<u64>) {
+        let now = Instant::now();
+        let mut encoded = EncodeOnce::new(event);
+        let mut delivered = 0u64;
+        let mut shard = self.shard(room).lock();
+        let Some(r) = shard.rooms.get_mut(room) else {
+            return;
+        };
+        for member in r.members.values_mut() {
+            if member.joining.is_none() && offset.is_some_and(|o| o <= member.floor) {
+                continue;
+            }
+            let item = Outbound {
+                payload: encoded.get(member.conn.codec),
+                published_at: Some(now),
+            };
+            match &mut member.joining {
+                Some(held) if held.len() < JOIN_BUFFER_MAX => held.push(Held { offset, item }),
+                Some(_) => {
+                    self.stats_close(&member.conn, CloseCode::SlowConsumer);
+                }
+                None => {
+                    if self.push(&member.conn, item) {
+                        delivered += 1;
+                    }
+                }
+            }
+        }
+        drop(shard);
+        self.metrics.deliveries.increment(delivered);
+        self.metrics.event_out(event.name(), delivered);
+    }
+
+    /// Queues a direct event (a reply) to one connection.
+    pub fn send(&self, conn: &Conn, event: &Event) {
+        let item = Outbound {
+            payload: crate::conn::encode(conn.codec, event),
+            published_at: None,
+        };
+        if self.push(conn, item) {
+            self.metrics.event_out(event.name(), 1);
+        }
+    }
+
+    /// Pushes to a queue and accounts for a slow consumer; true if queued.
+    fn push(&self, conn: &Conn, item: Outbound) -> bool {
+        match conn.queue.push(item, &self.stats) {
+            Push::Queued => true,
+            Push::Overflow { dropped } => {
+                self.metrics.slow_consumer_closes.increment(1);
+                self.metrics.queue_drops.increment(dropped as u64);
+                tracing::info!(conn = conn.id, user = %conn.user, "slow consumer closed (4008)");
+                false
+            }
+            Push::Closed => false,
+        }
+    }
+
+    fn stats_close(&self, conn: &Conn, code: CloseCode) {
+        let dropped = conn.queue.close(code, false, &self.stats);
+        if code == CloseCode::SlowConsumer {
+            self.metrics.slow_consumer_closes.increment(1);
+            self.metrics.queue_drops.increment(dropped as u64);
+        }
+    }
+
+    /// True the first time an outbox id is seen (recently).
+    fn first_sight(&self, outbox_id: i64) -> bool {
+        let mut seen = self.seen_outbox.lock();
+        let (set, order) = &mut *seen;
+        if !set.insert(outbox_id) {
+            return false;
+        }
+        order.push_back(outbox_id);
+        if order.len() > SEEN_OUTBOX_IDS
+            && let Some(old) = order.pop_front()
+        {
+            set.remove(&old);
+        }
+        true
+    }
+
+    /// Local members of `room`.
+    pub fn members(&self, room: &RoomKey) -> usize {
+        self.shard(room)
+            .lock()
+            .rooms
+            .get(room)
+            .map_or(0, |r| r.members.len())
+    }
+
+    /// Rooms with a local member.
+    pub fn rooms(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().rooms.len()).sum()
+    }
+}
+
+impl BrokerHandler for Hub {
+    fn handle(&self, room: &RoomKey, envelope: &Envelope) {
+        match &envelope.body {
+            Body::Chat { message, .. } => {
+                let offset = message.offset;
+                self.deliver(room, &Event::MessageReceived(message.clone()), Some(offset));
+            }
+            Body::Presence { joins, leaves } => self.record_presence(room, joins, leaves),
+            Body::Event { event, outbox_id } => {
+                if outbox_id.is_none_or(|id| self.first_sight(id)) {
+                    self.deliver(room, event, None);
+                }
+            }
+            Body::PollTally { poll, counts } => self.record_poll(room, poll, counts),
+            Body::QuestionVotes { question, votes } => self.record_question(room, question, *votes),
+        }
+    }
+
+    /// Asks every local member of `room` to reconnect (`RECONNECT`, then 4001 once the queue
+    /// has flushed): their rejoin with `recover` gets the gap or `recovered:false`.
+    fn lost(&self, room: &RoomKey) {
+        let members: Vec<Arc<Conn>> = self
+            .shard(room)
+            .lock()
+            .rooms
+            .get(room)
+            .map(|r| r.members.values().map(|m| Arc::clone(&m.conn)).collect())
+            .unwrap_or_default();
+        tracing::info!(
+            ?room,
+            members = members.len(),
+            "room lost continuity; members reconnect"
+        );
+        for conn in members {
+            let after_ms = fastrand::u64(0..=RESYNC_RECONNECT_MAX_MS);
+            self.send(
+                &conn,
+                &Event::Reconnect(evd_protocol::event::Reconnect {
+                    after_ms,
+                    reason: "resync".into(),
+                }),
+            );
+            conn.queue.close(CloseCode::ShuttingDown, true, &self.stats);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

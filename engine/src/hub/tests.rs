@@ -1,0 +1,220 @@
+//! The hub's unit tests: membership indexes, the join buffer, tick coalescing, outbox de-duplication.
+
+use super::*;
+use evd_protocol::event::PresenceMember;
+use evd_protocol::event::{ChatMessage, Pong};
+use evd_protocol::{Codec, RoomName};
+use std::collections::BTreeMap;
+
+fn hub() -> Hub {
+    Hub::new(4, Arc::new(QueueStats::default()), Metrics::new())
+}
+
+fn conn(id: u64, codec: Codec) -> Arc<Conn> {
+    Arc::new(Conn::new(id, format!("u{id}").into(), codec, 1 << 20))
+}
+
+fn key(room: &str) -> RoomKey {
+    RoomKey::new("o1", RoomName::parse(room).unwrap())
+}
+
+fn chat(offset: u64) -> Event {
+    Event::MessageReceived(ChatMessage {
+        room: "session:S1".into(),
+        offset,
+        id: offset.to_string(),
+        user: "u".into(),
+        text: "t".into(),
+        ts: 0,
+    })
+}
+
+fn drain(h: &Hub, c: &Conn) -> Vec<Event> {
+    let t = c.queue.take(usize::MAX, &h.stats);
+    t.items
+        .into_iter()
+        .flat_map(|o| match o.payload {
+            crate::conn::queue::Payload::Text(t) => c.codec.decode_events(t.as_bytes()).unwrap(),
+            crate::conn::queue::Payload::Binary(b) => c.codec.decode_events(&b).unwrap(),
+        })
+        .collect()
+}
+
+fn reply() -> Event {
+    Event::Pong(Pong { r#ref: Some(1) })
+}
+
+#[test]
+fn both_indexes_agree_and_first_last_are_reported() {
+    let h = hub();
+    let (a, b) = (conn(1, Codec::Json), conn(2, Codec::MsgPack));
+    let r = key("session:S1");
+    assert_eq!(
+        h.join(&r, &a),
+        Joined {
+            first_local: true,
+            rejoin: false
+        }
+    );
+    assert_eq!(
+        h.join(&r, &b),
+        Joined {
+            first_local: false,
+            rejoin: false
+        }
+    );
+    assert_eq!(
+        h.join(&r, &a),
+        Joined {
+            first_local: false,
+            rejoin: true
+        }
+    );
+    assert_eq!(a.rooms(), vec![r.clone()]);
+    assert_eq!(h.members(&r), 2);
+    assert_eq!(h.leave(&r, &a), Some(Left { last_local: false }));
+    assert_eq!(h.leave(&r, &a), None);
+    assert!(a.rooms().is_empty());
+    assert_eq!(h.leave(&r, &b), Some(Left { last_local: true }));
+    assert_eq!(h.rooms(), 0);
+}
+
+#[test]
+fn joining_members_get_the_reply_first_then_only_newer_messages() {
+    let h = hub();
+    let (a, b) = (conn(1, Codec::Json), conn(2, Codec::MsgPack));
+    let r = key("session:S1");
+    h.join(&r, &a);
+    h.activate(
+        &r,
+        &a,
+        Some(Outbound {
+            payload: crate::conn::encode(a.codec, &reply()),
+            published_at: None,
+        }),
+        0,
+    );
+    drain(&h, &a);
+    h.join(&r, &b);
+    h.deliver(&r, &chat(1), Some(1)); // before b's history read: in its history
+    h.deliver(&r, &chat(2), Some(2)); // after it: must follow the reply
+    assert!(
+        drain(&h, &b).is_empty(),
+        "nothing reaches a joining member's queue"
+    );
+    h.activate(
+        &r,
+        &b,
+        Some(Outbound {
+            payload: crate::conn::encode(b.codec, &reply()),
+            published_at: None,
+        }),
+        1,
+    );
+    let got = drain(&h, &b);
+    assert_eq!(got, vec![reply(), chat(2)]);
+    assert_eq!(
+        drain(&h, &a),
+        vec![chat(1), chat(2)],
+        "active members get everything, in order"
+    );
+    // A member that joined at offset 3 while the broker's subscription was down: the
+    // broker's gap fill later delivers 3 (new to the others) and 4; it gets only 4.
+    let c = conn(3, Codec::Json);
+    h.join(&r, &c);
+    h.activate(&r, &c, None, 3);
+    h.deliver(&r, &chat(3), Some(3));
+    h.deliver(&r, &chat(4), Some(4));
+    assert_eq!(
+        drain(&h, &c),
+        vec![chat(4)],
+        "nothing at or below its join offset"
+    );
+}
+
+#[test]
+fn rooms_and_members_stay_small_inline() {
+    // Every connection has its own user room, so a room's entry in its shard's table is
+    // paid per connection, and a member's per member of every room. The rarely used state
+    // lives behind boxes; this keeps it there.
+    assert!(
+        std::mem::size_of::<Room>() <= 56,
+        "{}",
+        std::mem::size_of::<Room>()
+    );
+    assert!(
+        std::mem::size_of::<Member>() <= 24,
+        "{}",
+        std::mem::size_of::<Member>()
+    );
+}
+
+#[test]
+fn presence_diffs_coalesce_and_cancel() {
+    let h = hub();
+    let a = conn(1, Codec::Json);
+    let r = key("event:E1");
+    h.join(&r, &a);
+    let m = |u: &str| PresenceMember { user: u.into() };
+    h.record_presence(&r, &[m("u1"), m("u2")], &[]);
+    h.record_presence(&r, &[], &[m("u2"), m("u3")]);
+    let work = h.take_tick();
+    assert_eq!(work.len(), 1);
+    assert_eq!(
+        (work[0].joins.clone(), work[0].leaves.clone()),
+        (vec![m("u1")], vec![m("u3")])
+    );
+    assert!(h.take_tick().is_empty());
+    h.record_presence(&key("event:nobody-here"), &[m("u1")], &[]);
+    assert!(
+        h.take_tick().is_empty(),
+        "rooms without local members are ignored"
+    );
+    h.record_presence(&r, &[m("u4")], &[m("u4")]);
+    assert!(
+        h.take_tick().is_empty(),
+        "a change that cancels out is not sent"
+    );
+}
+
+#[test]
+fn tallies_merge_by_maximum_and_coalesce_per_tick() {
+    let h = hub();
+    let a = conn(1, Codec::Json);
+    let r = key("session:S1");
+    h.join(&r, &a);
+    let counts = |a: u64, b: u64| BTreeMap::from([("a".to_string(), a), ("b".to_string(), b)]);
+    h.record_poll(&r, "p1", &counts(3, 1));
+    h.record_poll(&r, "p1", &counts(5, 1));
+    h.record_poll(&r, "p1", &counts(4, 2)); // a late copy for a, newer for b
+    h.record_question(&r, "q1", 2);
+    h.record_question(&r, "q1", 1);
+    let work = h.take_tick();
+    assert_eq!(work.len(), 1);
+    assert_eq!(work[0].polls, vec![("p1".to_string(), counts(5, 2))]);
+    assert_eq!(work[0].questions, vec![("q1".to_string(), 2)]);
+    h.record_poll(&r, "p1", &counts(5, 2));
+    h.record_question(&r, "q1", 2);
+    assert!(h.take_tick().is_empty(), "nothing new, nothing sent");
+}
+
+#[test]
+fn relayed_outbox_rows_are_delivered_once() {
+    let h = hub();
+    let a = conn(1, Codec::Json);
+    let r = key("session:S1");
+    h.join(&r, &a);
+    h.activate(&r, &a, None, 0);
+    let ev = Event::Pong(Pong { r#ref: None });
+    let env = |id| Envelope {
+        node: "n".into(),
+        body: Body::Event {
+            event: ev.clone(),
+            outbox_id: Some(id),
+        },
+    };
+    h.handle(&r, &env(7));
+    h.handle(&r, &env(7));
+    h.handle(&r, &env(8));
+    assert_eq!(drain(&h, &a).len(), 2);
+}
