@@ -18,6 +18,7 @@ use evd_protocol::event::{Event, Question, QuestionAsked};
 use evd_protocol::{RoomKind, RoomName};
 use moka::future::Cache;
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -98,147 +99,15 @@ fn session_room(org: &str, session: &str) -> Option<RoomKey> {
 impl Live {
     /// Starts the writers on `shutdown`.
     pub fn spawn(store: Arc<dyn Store>, broker: Arc<dyn Broker>, shutdown: &Shutdown) -> Live {
-        let votes = {
-            let (store, broker) = (Arc::clone(&store), Arc::clone(&broker));
-            GroupCommit::spawn(
-                shutdown,
-                QUEUE,
-                MAX_BATCH,
-                SUBMIT_WAIT,
-                Duration::ZERO,
-                move |batch: Vec<Vote>| {
-                    let (store, broker) = (Arc::clone(&store), Arc::clone(&broker));
-                    async move {
-                        let outcomes = match store.record_votes(&batch).await {
-                            Ok(o) => o,
-                            Err(e) => return each(&batch, Err(failed("vote", &e))),
-                        };
-                        let touched: BTreeSet<(&str, &str, &str)> = batch
-                            .iter()
-                            .zip(&outcomes)
-                            .filter_map(|(v, o)| match o {
-                                VoteOutcome::Recorded { session } => {
-                                    Some((v.org.as_str(), v.poll.as_str(), session.as_str()))
-                                }
-                                _ => None,
-                            })
-                            .collect();
-                        for (org, poll, session) in touched {
-                            publish_tally(&*store, &*broker, org, poll, session).await;
-                        }
-                        outcomes.into_iter().map(Ok).collect()
-                    }
-                },
-            )
+        let writer = Writers {
+            shutdown,
+            store: &store,
+            broker: &broker,
         };
-        let questions = {
-            let (store, broker) = (Arc::clone(&store), Arc::clone(&broker));
-            GroupCommit::spawn(
-                shutdown,
-                QUEUE,
-                MAX_BATCH,
-                SUBMIT_WAIT,
-                Duration::ZERO,
-                move |batch: Vec<NewQuestion>| {
-                    let (store, broker) = (Arc::clone(&store), Arc::clone(&broker));
-                    async move {
-                        let created = match store.create_questions(&batch).await {
-                            Ok(c) => c,
-                            Err(e) => return each(&batch, Err(failed("question", &e))),
-                        };
-                        for (q, org) in created.iter().zip(batch.iter().map(|b| &b.org)) {
-                            let Some(q) = q else { continue };
-                            let Some(room) = session_room(org, &q.session_id) else {
-                                continue;
-                            };
-                            let event = Event::QuestionAsked(QuestionAsked {
-                                room: room.room().to_string(),
-                                question: Question {
-                                    id: q.id.clone(),
-                                    user: q.user_id.clone(),
-                                    text: q.text.clone(),
-                                    votes: 0,
-                                },
-                            });
-                            if let Err(e) = broker
-                                .broadcast(
-                                    &room,
-                                    Body::Event {
-                                        event,
-                                        outbox_id: None,
-                                    },
-                                )
-                                .await
-                            {
-                                tracing::warn!(error = %e, "QUESTION_ASKED broadcast failed");
-                            }
-                        }
-                        created.into_iter().map(Ok).collect()
-                    }
-                },
-            )
-        };
-        let upvotes = {
-            let (store, broker) = (Arc::clone(&store), Arc::clone(&broker));
-            GroupCommit::spawn(
-                shutdown,
-                QUEUE,
-                MAX_BATCH,
-                SUBMIT_WAIT,
-                Duration::ZERO,
-                move |batch: Vec<Upvote>| {
-                    let (store, broker) = (Arc::clone(&store), Arc::clone(&broker));
-                    async move {
-                        let outcomes = match store.upvote_questions(&batch).await {
-                            Ok(o) => o,
-                            Err(e) => return each(&batch, Err(failed("upvote", &e))),
-                        };
-                        // The last outcome per question has its highest count.
-                        let mut latest: BTreeMap<(&str, &str), (&str, i64)> = BTreeMap::new();
-                        for (u, o) in batch.iter().zip(&outcomes) {
-                            if let UpvoteOutcome::Recorded { session, votes } = o {
-                                let slot = latest
-                                    .entry((u.org.as_str(), u.question.as_str()))
-                                    .or_insert((session, *votes));
-                                slot.1 = slot.1.max(*votes);
-                            }
-                        }
-                        for ((org, question), (session, votes)) in latest {
-                            let Some(room) = session_room(org, session) else {
-                                continue;
-                            };
-                            let body = Body::QuestionVotes {
-                                question: question.to_owned(),
-                                votes: votes.max(0) as u64,
-                            };
-                            if let Err(e) = broker.broadcast(&room, body).await {
-                                tracing::warn!(error = %e, "question votes broadcast failed");
-                            }
-                        }
-                        outcomes.into_iter().map(Ok).collect()
-                    }
-                },
-            )
-        };
-        let archive = {
-            let store = Arc::clone(&store);
-            GroupCommit::spawn(
-                shutdown,
-                QUEUE,
-                MAX_BATCH,
-                SUBMIT_WAIT,
-                ARCHIVE_LINGER,
-                move |batch: Vec<NewChatMessage>| {
-                    let store = Arc::clone(&store);
-                    async move {
-                        match store.append_chat_messages(&batch).await {
-                            Ok(()) => each(&batch, Ok(())),
-                            Err(e) => each(&batch, Err(failed("chat archive", &e))),
-                        }
-                    }
-                },
-            )
-        };
+        let votes = writer.spawn(Duration::ZERO, commit_votes);
+        let questions = writer.spawn(Duration::ZERO, commit_questions);
+        let upvotes = writer.spawn(Duration::ZERO, commit_upvotes);
+        let archive = writer.spawn(ARCHIVE_LINGER, commit_archive);
         let cache = || {
             Cache::builder()
                 .max_capacity(LOOKUP_CACHE)
@@ -348,5 +217,143 @@ async fn publish_tally(
             }
         }
         Err(e) => tracing::warn!(error = %e, poll, "poll results read failed"),
+    }
+}
+
+/// What every writer is built from: the task owner, the store it commits to, and the broker it
+/// announces committed counts on.
+struct Writers<'a> {
+    shutdown: &'a Shutdown,
+    store: &'a Arc<dyn Store>,
+    broker: &'a Arc<dyn Broker>,
+}
+
+impl Writers<'_> {
+    /// A group-commit writer whose `commit` writes one batch and answers each item; `linger`
+    /// is how long it gathers after a first item.
+    fn spawn<T, R, F, Fut>(&self, linger: Duration, commit: F) -> GroupCommit<T, R>
+    where
+        T: Send + 'static,
+        R: Send + 'static,
+        F: Fn(Arc<dyn Store>, Arc<dyn Broker>, Vec<T>) -> Fut + Send + 'static,
+        Fut: Future<Output = Vec<R>> + Send + 'static,
+    {
+        let (store, broker) = (Arc::clone(self.store), Arc::clone(self.broker));
+        GroupCommit::spawn(
+            self.shutdown,
+            QUEUE,
+            MAX_BATCH,
+            SUBMIT_WAIT,
+            linger,
+            move |batch| commit(Arc::clone(&store), Arc::clone(&broker), batch),
+        )
+    }
+}
+
+/// Commits votes, then broadcasts each touched poll's committed tally.
+async fn commit_votes(
+    store: Arc<dyn Store>,
+    broker: Arc<dyn Broker>,
+    batch: Vec<Vote>,
+) -> Vec<Outcome<VoteOutcome>> {
+    let outcomes = match store.record_votes(&batch).await {
+        Ok(o) => o,
+        Err(e) => return each(&batch, Err(failed("vote", &e))),
+    };
+    let touched: BTreeSet<(&str, &str, &str)> = batch
+        .iter()
+        .zip(&outcomes)
+        .filter_map(|(v, o)| match o {
+            VoteOutcome::Recorded { session } => {
+                Some((v.org.as_str(), v.poll.as_str(), session.as_str()))
+            }
+            _ => None,
+        })
+        .collect();
+    for (org, poll, session) in touched {
+        publish_tally(&*store, &*broker, org, poll, session).await;
+    }
+    outcomes.into_iter().map(Ok).collect()
+}
+
+/// Commits questions, then broadcasts `QUESTION_ASKED` for each one created.
+async fn commit_questions(
+    store: Arc<dyn Store>,
+    broker: Arc<dyn Broker>,
+    batch: Vec<NewQuestion>,
+) -> Vec<Outcome<Option<evd_api::model::Question>>> {
+    let created = match store.create_questions(&batch).await {
+        Ok(c) => c,
+        Err(e) => return each(&batch, Err(failed("question", &e))),
+    };
+    for (q, org) in created.iter().zip(batch.iter().map(|b| &b.org)) {
+        let Some(q) = q else { continue };
+        let Some(room) = session_room(org, &q.session_id) else {
+            continue;
+        };
+        let event = Event::QuestionAsked(QuestionAsked {
+            room: room.room().to_string(),
+            question: Question {
+                id: q.id.clone(),
+                user: q.user_id.clone(),
+                text: q.text.clone(),
+                votes: 0,
+            },
+        });
+        let body = Body::Event {
+            event,
+            outbox_id: None,
+        };
+        if let Err(e) = broker.broadcast(&room, body).await {
+            tracing::warn!(error = %e, "QUESTION_ASKED broadcast failed");
+        }
+    }
+    created.into_iter().map(Ok).collect()
+}
+
+/// Commits upvotes, then broadcasts each touched question's highest committed count.
+async fn commit_upvotes(
+    store: Arc<dyn Store>,
+    broker: Arc<dyn Broker>,
+    batch: Vec<Upvote>,
+) -> Vec<Outcome<UpvoteOutcome>> {
+    let outcomes = match store.upvote_questions(&batch).await {
+        Ok(o) => o,
+        Err(e) => return each(&batch, Err(failed("upvote", &e))),
+    };
+    // The last outcome per question has its highest count.
+    let mut latest: BTreeMap<(&str, &str), (&str, i64)> = BTreeMap::new();
+    for (u, o) in batch.iter().zip(&outcomes) {
+        if let UpvoteOutcome::Recorded { session, votes } = o {
+            let slot = latest
+                .entry((u.org.as_str(), u.question.as_str()))
+                .or_insert((session, *votes));
+            slot.1 = slot.1.max(*votes);
+        }
+    }
+    for ((org, question), (session, votes)) in latest {
+        let Some(room) = session_room(org, session) else {
+            continue;
+        };
+        let body = Body::QuestionVotes {
+            question: question.to_owned(),
+            votes: votes.max(0) as u64,
+        };
+        if let Err(e) = broker.broadcast(&room, body).await {
+            tracing::warn!(error = %e, "question votes broadcast failed");
+        }
+    }
+    outcomes.into_iter().map(Ok).collect()
+}
+
+/// Appends chat messages to the archive.
+async fn commit_archive(
+    store: Arc<dyn Store>,
+    _broker: Arc<dyn Broker>,
+    batch: Vec<NewChatMessage>,
+) -> Vec<Outcome<()>> {
+    match store.append_chat_messages(&batch).await {
+        Ok(()) => each(&batch, Ok(())),
+        Err(e) => each(&batch, Err(failed("chat archive", &e))),
     }
 }
