@@ -51,6 +51,18 @@ struct Shard {
     subscribed: HashSet<RoomKey>,
 }
 
+impl Shard {
+    /// `room`'s stream, created if missing, pruned to the window at `now`.
+    fn stream(&mut self, room: &RoomKey, now: Instant, opts: &HistorySettings) -> &mut Stream {
+        let stream = self
+            .streams
+            .entry(room.clone())
+            .or_insert_with(|| Stream::new(now));
+        stream.prune(now, opts);
+        stream
+    }
+}
+
 /// One room's position, window and idempotency keys.
 struct Stream {
     epoch: String,
@@ -173,11 +185,7 @@ impl Broker for MemoryBroker {
     async fn publish(&self, room: &RoomKey, msg: NewMessage) -> Result<Published, BrokerError> {
         let now = Instant::now();
         let mut shard = self.shard(room).lock();
-        let stream = shard
-            .streams
-            .entry(room.clone())
-            .or_insert_with(|| Stream::new(now));
-        stream.prune(now, &self.opts);
+        let stream = shard.stream(room, now, &self.opts);
         stream.last_active = now;
         let idem_key = msg.client_id.map(|c| (msg.user.clone(), c));
         if let Some(key) = &idem_key
@@ -234,11 +242,7 @@ impl Broker for MemoryBroker {
     async fn history(&self, room: &RoomKey, req: HistoryRequest) -> Result<History, BrokerError> {
         let now = Instant::now();
         let mut shard = self.shard(room).lock();
-        let stream = shard
-            .streams
-            .entry(room.clone())
-            .or_insert_with(|| Stream::new(now));
-        stream.prune(now, &self.opts);
+        let stream = shard.stream(room, now, &self.opts);
         let mut h = History {
             epoch: stream.epoch.clone(),
             offset: stream.offset,
