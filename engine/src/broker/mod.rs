@@ -18,6 +18,19 @@ use async_trait::async_trait;
 use evd_protocol::bus::{Body, Envelope};
 use evd_protocol::event::ChatMessage;
 use evd_protocol::op::StreamPosition;
+use std::time::Duration;
+
+/// Idempotency keys live at least this long, whatever the history window (PROTOCOL.md).
+const MIN_IDEMPOTENCY_TTL: Duration = Duration::from_secs(300);
+
+/// A fresh epoch for a room whose history starts over.
+fn new_epoch() -> String {
+    let mut s = String::with_capacity(8);
+    for _ in 0..8 {
+        s.push(fastrand::alphanumeric());
+    }
+    s
+}
 
 /// Receives every envelope for rooms this node subscribed to, in order per room.
 ///

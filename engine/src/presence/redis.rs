@@ -71,34 +71,33 @@ impl RedisPresence {
         }
     }
 
-    async fn add_n(&self, room: &RoomKey, user: &str, n: u64) -> Result<bool, PresenceError> {
-        let first: i64 = self
-            .add
-            .evalsha_with_reload(
-                &self.client,
-                keys(room),
-                vec![
-                    self.node.clone(),
-                    user.to_owned(),
-                    n.to_string(),
-                    self.ttl.as_millis().to_string(),
-                ],
-            )
+    /// Runs `script` on `room`'s presence keys.
+    async fn run<R: FromValue>(
+        &self,
+        script: &Script,
+        room: &RoomKey,
+        args: Vec<String>,
+    ) -> Result<R, PresenceError> {
+        script
+            .evalsha_with_reload(&self.client, keys(room), args)
             .await
-            .map_err(unavailable)?;
+            .map_err(unavailable)
+    }
+
+    async fn add_n(&self, room: &RoomKey, user: &str, n: u64) -> Result<bool, PresenceError> {
+        let args = vec![
+            self.node.clone(),
+            user.to_owned(),
+            n.to_string(),
+            self.ttl.as_millis().to_string(),
+        ];
+        let first: i64 = self.run(&self.add, room, args).await?;
         Ok(first == 1)
     }
 
     async fn beat(&self, room: &RoomKey) -> Result<HeartbeatChange, PresenceError> {
-        let out: Vec<Value> = self
-            .heartbeat
-            .evalsha_with_reload(
-                &self.client,
-                keys(room),
-                vec![self.node.clone(), self.ttl.as_millis().to_string()],
-            )
-            .await
-            .map_err(unavailable)?;
+        let args = vec![self.node.clone(), self.ttl.as_millis().to_string()];
+        let out: Vec<Value> = self.run(&self.heartbeat, room, args).await?;
         let known = out.first().and_then(|v| v.as_u64()) == Some(1);
         let leaves: Vec<String> = out.iter().skip(1).filter_map(|v| v.as_string()).collect();
         let mut joins = Vec::new();
@@ -150,15 +149,8 @@ impl Presence for RedisPresence {
         _conn: ConnId,
     ) -> Result<bool, PresenceError> {
         release_local(&self.local, room, user);
-        let last: i64 = self
-            .remove
-            .evalsha_with_reload(
-                &self.client,
-                keys(room),
-                vec![self.node.clone(), user.into()],
-            )
-            .await
-            .map_err(unavailable)?;
+        let args = vec![self.node.clone(), user.to_owned()];
+        let last: i64 = self.run(&self.remove, room, args).await?;
         Ok(last == 1)
     }
 
@@ -168,10 +160,8 @@ impl Presence for RedisPresence {
         limit: usize,
     ) -> Result<PresenceSnapshot, PresenceError> {
         let out: Vec<Value> = self
-            .snapshot
-            .evalsha_with_reload(&self.client, keys(room), vec![limit.to_string()])
-            .await
-            .map_err(unavailable)?;
+            .run(&self.snapshot, room, vec![limit.to_string()])
+            .await?;
         let count = out.first().and_then(|v| v.as_u64()).unwrap_or_default();
         let mut members: Vec<PresenceMember> = out
             .iter()
