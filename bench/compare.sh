@@ -37,9 +37,7 @@ rm -f "$OUT"/*.json
 ulimit -n "$(ulimit -Hn)"
 
 echo "==> building evd, the harness and the peers" >&2
-cargo build --release --bin evd
-cargo build --release -p evd-loadtest
-cargo build --release -p evd-bench --bin loopback-floor
+cargo build --release --bin evd --bin evd-loadtest --bin loopback-floor
 (cd bench/peers/socketio && npm ci --no-audit --no-fund --silent)
 (cd bench/peers/socketioxide && cargo build --release)
 

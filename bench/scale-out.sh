@@ -21,8 +21,7 @@ NODES=${NODES:-6} CONNS=${CONNS:-100000} ROOM_SIZE=${ROOM_SIZE:-100} PUBLISHERS=
 RATE=${RATE:-0.5} CHURN=${CHURN:-0.0005} DURATION=${DURATION:-600} RAMP=${RAMP:-1000}
 PG=${PG:-postgres://postgres@127.0.0.1:5432} POLLS=${POLLS:-1}
 ulimit -n "$(ulimit -Hn)"
-cargo build --release -p evd-engine --bin evd
-cargo build --release -p evd-loadtest
+cargo build --release --bin evd --bin evd-loadtest
 OUT=target/scale-out
 mkdir -p "$OUT"
 

@@ -11,10 +11,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Built one at a time, as the other scripts do, so each binary reuses its cached build.
-cargo build --release --bin evd
-cargo build --release -p evd-loadtest
-cargo build --release -p evd-bench --bin loopback-floor
+# One build for the three binaries; the workspace-hack crate gives every selection of packages
+# the same dependency features, so this reuses the cache of any earlier workspace build.
+cargo build --release --bin evd --bin evd-loadtest --bin loopback-floor
 TARGET=${CARGO_TARGET_DIR:-target}
 TMP=$(mktemp -d)
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
