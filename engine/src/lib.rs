@@ -4,15 +4,20 @@
 //! delivery and recovery after a reconnect. The pieces, each in its own module:
 //!
 //! - [`server`]: HTTP routes and the accept loop; [`run`] is the whole server.
-//! - [`conn`]: one connection: [`conn::session`] (reader, ops, heartbeat, limits),
-//!   [`conn::writer`] (batched writes), [`conn::queue`] (outbound queue bounded in bytes).
-//! - [`ops`]: one file per client op.
-//! - [`node`]: the node's parts and the room orchestration ops share.
-//! - [`hub`]: local room membership and encode-once fanout.
+//! - [`session`]: one connection's ops: [`session::reader`] (read loop, heartbeat, limits, close),
+//!   [`session::ops`] (one file per op), [`session::error`].
+//! - [`node`]: the node's parts, admission, and the room orchestration ops share.
+//! - [`hub`]: local room membership, encode-once fanout, tick coalescing.
+//! - [`live`], [`relay`], [`access`]: the store-backed features, the outbox relay, ticket checks.
 //! - [`broker`] and [`presence`]: traits with in-memory implementations for a single node and
 //!   Redis (Cluster) implementations for many.
+//! - [`conn`]: the transport of one connection: [`conn::queue`] (outbound, bounded in bytes)
+//!   and [`conn::writer`] (batched writes).
 //! - [`auth`]: tokens at the upgrade, and the room [`auth::Authorizer`].
-//! - [`settings`], [`metrics`], [`shutdown`].
+//! - [`clock`], [`settings`], [`metrics`], [`shutdown`]: the bottom layer.
+//!
+//! Layers import only downward: `server` → `session` → `node` → `hub` / `presence` / `live` /
+//! `relay` → `conn` / `broker` → `clock`, `settings`, `metrics`.
 //!
 //! The wire contract is the `evd-protocol` crate.
 
@@ -28,11 +33,11 @@ pub mod hub;
 pub mod live;
 pub mod metrics;
 pub mod node;
-pub mod ops;
 pub mod presence;
 pub mod relay;
 pub mod room_key;
 pub mod server;
+pub mod session;
 pub mod settings;
 pub mod shutdown;
 

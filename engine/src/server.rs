@@ -3,9 +3,9 @@
 
 use crate::auth::authenticate;
 use crate::broker::redis::{RedisBroker, RedisConn};
-use crate::conn::{echo, session};
 use crate::node::{BrokerFactory, ConnPermit, Node, NodeBuilder, NodeError, Refusal};
 use crate::presence::redis::RedisPresence;
+use crate::session::{self, echo};
 use crate::settings::Settings;
 use crate::shutdown::Shutdown;
 use axum::Router;

@@ -5,9 +5,7 @@
 //! writer drains the queue into the socket. They are split so a client that stops reading
 //! blocks only its own writer, and the session can still enforce heartbeats and limits.
 
-pub mod echo;
 pub mod queue;
-pub mod session;
 pub mod writer;
 
 use crate::room_key::RoomKey;

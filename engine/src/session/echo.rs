@@ -2,10 +2,10 @@
 //! suite. Same upgrade limits and buffers, same queue and writer (one frame per message, since
 //! each message must come back as sent). Enabled only by the test-only `test_echo` setting.
 
-use super::Conn;
-use super::queue::{Outbound, Payload};
-use super::session::{close_code_for, metrics_of, stats_of, writer_config};
-use super::writer::{self, Packing};
+use super::reader::{close_code_for, writer_config};
+use crate::conn::Conn;
+use crate::conn::queue::{Outbound, Payload};
+use crate::conn::writer::{self, Packing};
 use crate::node::{ConnPermit, Node};
 use axum::extract::ws::{Message, WebSocket};
 use evd_protocol::{CloseCode, Codec};
@@ -25,10 +25,10 @@ pub async fn run(node: Arc<Node>, socket: WebSocket, permit: ConnPermit) {
         sink,
         Arc::clone(&conn),
         writer_config(&node, Packing::OnePerFrame),
-        stats_of(&node),
-        metrics_of(&node),
+        Arc::clone(&node.stats),
+        Arc::clone(&node.metrics),
     ));
-    let stats = stats_of(&node);
+    let stats = Arc::clone(&node.stats);
     let close_wait = std::time::Duration::from_millis(node.settings.drain.close_timeout_ms);
     loop {
         let payload = match stream.next().await {

@@ -1,154 +1,38 @@
-//! The session: a connection's reader. It decodes frames, enforces the heartbeat and the op
-//! limits, runs ops in order, and leads the close.
+//! A connection's reader: it opens the connection, decodes frames, enforces the heartbeat and
+//! the op limits, hands each op to the [`Session`], and leads the close.
 //!
 //! Closing always goes through the queue: the session (or the hub, for a slow consumer) closes
 //! the queue with a code, the writer sends the close frame, and the session waits a bounded time
 //! for the client's close reply.
 
-use super::Conn;
-use super::queue::QueueStats;
-use super::writer::{self, Packing, WriterConfig};
-use crate::metrics::Metrics;
+use super::{OpError, Session, oldest_ready};
+use crate::conn::Conn;
+use crate::conn::writer::{self, Packing, WriterConfig};
 use crate::node::{ConnPermit, Node};
-use crate::ops::{self, OpError};
 use axum::extract::ws::{Message, WebSocket};
 use evd_protocol::auth::Claims;
 use evd_protocol::event::{Event, Reconnect};
-use evd_protocol::{CloseCode, Codec, DecodeError, ErrorCode, Ref};
+use evd_protocol::{CloseCode, Codec, DecodeError, ErrorCode};
 use futures_util::stream::SplitStream;
 use futures_util::{Stream, StreamExt};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use std::collections::VecDeque;
-use std::future::Future;
-use std::num::NonZeroU32;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// One connection's op limits: a token bucket for ops, and two "strike" buckets that close the
-/// connection when a client keeps flooding or keeps sending garbage.
-struct OpLimits {
-    ops: DefaultDirectRateLimiter,
-    flood: DefaultDirectRateLimiter,
-    bad_frames: DefaultDirectRateLimiter,
-}
+/// How long a connection that could not be opened (the broker or store failed) waits to get
+/// its 1011 close frame out before the socket is dropped.
+const OPEN_FAILURE_CLOSE_WAIT: Duration = Duration::from_secs(1);
 
-impl OpLimits {
-    fn new(l: &crate::settings::Limits) -> OpLimits {
-        let nz = |n: u32| NonZeroU32::new(n.max(1)).expect("max(1) is non-zero");
-        OpLimits {
-            ops: RateLimiter::direct(
-                Quota::per_second(nz(l.ops_per_sec)).allow_burst(nz(l.ops_burst)),
-            ),
-            flood: RateLimiter::direct(
-                Quota::per_second(nz(l.ops_per_sec / 5)).allow_burst(nz(l.flood_strikes)),
-            ),
-            bad_frames: RateLimiter::direct(
-                Quota::with_period(Duration::from_secs(10))
-                    .expect("non-zero period")
-                    .allow_burst(nz(l.bad_frame_strikes)),
-            ),
-        }
-    }
+/// The writer takes up to this many frames' worth of queued bytes per wake-up
+/// (`limits.frame_batch_bytes` each): enough to pack a burst into a few frames with one flush,
+/// little enough that one wake-up never holds a huge batch in memory.
+const WRITER_TAKE_FRAMES: usize = 4;
 
-    /// `Err(retry_after)` when over the op rate.
-    fn op(&self) -> Result<(), Duration> {
-        self.ops.check().map_err(|nu| {
-            nu.wait_time_from(governor::clock::Clock::now(
-                &governor::clock::DefaultClock::default(),
-            ))
-        })
-    }
-}
-
-/// The reader side of one connection, handed to every op.
-pub struct Session {
-    /// The node.
-    pub node: Arc<Node>,
-    /// This connection.
-    pub conn: Arc<Conn>,
-    /// The verified token.
-    pub claims: Claims,
-    limits: OpLimits,
-    /// Replies that wait for a commit (a `send_message` ACK waits for its archive), oldest
-    /// first. While any waits, later replies queue behind it, so replies keep the ops' order.
-    pending: VecDeque<PendingReply>,
-}
-
-/// A reply that is ready later.
-pub type PendingReply = Pin<Box<dyn Future<Output = Event> + Send + Sync>>;
-
-/// Most replies one connection may have waiting; the next op waits for the oldest.
-pub const MAX_PENDING_REPLIES: usize = 64;
-
-impl std::fmt::Debug for Session {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session")
-            .field("conn", &self.conn)
-            .finish_non_exhaustive()
-    }
-}
+/// Drain closes are spread over this share (in percent) of `drain.grace_ms`, leaving the rest
+/// for the last clients' close replies before the grace ends.
+const DRAIN_SPREAD_PERCENT: u64 = 80;
 
 impl Session {
-    /// A session for `conn`.
-    pub fn new(node: Arc<Node>, conn: Arc<Conn>, claims: Claims) -> Session {
-        let limits = OpLimits::new(&node.settings.limits);
-        Session {
-            node,
-            conn,
-            claims,
-            limits,
-            pending: VecDeque::new(),
-        }
-    }
-
-    /// Queues `reply` behind the replies still waiting, or sends it now when none waits.
-    pub fn reply(&mut self, reply: Event) {
-        if self.pending.is_empty() {
-            self.send(&reply);
-        } else {
-            self.pending.push_back(Box::pin(std::future::ready(reply)));
-        }
-    }
-
-    /// Queues a reply that is ready later; first waits for the oldest if too many wait.
-    pub async fn reply_later(&mut self, reply: PendingReply) {
-        if self.pending.len() >= MAX_PENDING_REPLIES {
-            self.flush_one().await;
-        }
-        self.pending.push_back(reply);
-    }
-
-    /// Sends every waiting reply, in order.
-    pub async fn flush_replies(&mut self) {
-        while !self.pending.is_empty() {
-            self.flush_one().await;
-        }
-    }
-
-    /// Waits for the oldest waiting reply and sends it; callers check that one waits.
-    async fn flush_one(&mut self) {
-        oldest_ready(&mut self.pending, &self.node, &self.conn).await;
-    }
-
-    /// Queues an event to this connection.
-    pub fn send(&self, event: &Event) {
-        self.node.send(&self.conn, event);
-    }
-
-    /// Queues an `ERROR`, behind any reply still waiting.
-    pub fn send_error(&mut self, r: Option<Ref>, e: OpError) {
-        self.node.metrics.op_error(e.code.as_str());
-        self.reply(e.into_event(r));
-    }
-
-    /// Starts closing with `code`; with `flush`, queued events go out first.
-    pub fn close(&self, code: CloseCode, flush: bool) {
-        let dropped = self.conn.queue.close(code, flush, &self.node.stats);
-        self.node.metrics.queue_drops.increment(dropped as u64);
-    }
-
     /// Handles one data frame; returns a close reason if the connection must close.
     async fn on_frame(&mut self, msg: Message) -> Option<CloseCode> {
         let codec = self.conn.codec;
@@ -184,25 +68,9 @@ impl Session {
         }
         // Boxed: an op's future (store and broker calls) is kilobytes, and inline it would sit
         // in every idle connection's task for the connection's whole life.
-        Box::pin(ops::dispatch(self, req)).await;
+        Box::pin(self.dispatch(req)).await;
         None
     }
-}
-
-/// Completes once the oldest waiting reply is ready and queued to the client (never, when none
-/// waits). Takes the session's fields apart so the read loop can wait on it beside the socket.
-fn oldest_ready<'a>(
-    pending: &'a mut VecDeque<PendingReply>,
-    node: &'a Node,
-    conn: &'a Conn,
-) -> impl Future<Output = ()> + 'a {
-    std::future::poll_fn(move |cx| match pending.front_mut() {
-        Some(oldest) => oldest.as_mut().poll(cx).map(|reply| {
-            pending.pop_front();
-            node.send(conn, &reply);
-        }),
-        None => std::task::Poll::Pending,
-    })
 }
 
 /// Why a connection ended, as a metrics label.
@@ -231,7 +99,7 @@ pub async fn run_connection(
                 reason: "backend unavailable".into(),
             }));
             let mut socket = socket;
-            let _ = tokio::time::timeout(Duration::from_secs(1), socket.send(close)).await;
+            let _ = tokio::time::timeout(OPEN_FAILURE_CLOSE_WAIT, socket.send(close)).await;
             return;
         }
     };
@@ -274,7 +142,7 @@ async fn serve(
 pub fn writer_config(node: &Node, packing: Packing) -> WriterConfig {
     let l = &node.settings.limits;
     WriterConfig {
-        take_bytes: l.frame_batch_bytes * 4,
+        take_bytes: l.frame_batch_bytes * WRITER_TAKE_FRAMES,
         frame_batch_bytes: l.frame_batch_bytes,
         packing,
         close_timeout: Duration::from_millis(node.settings.drain.close_timeout_ms),
@@ -319,7 +187,7 @@ where
                 deadline = Instant::now() + close_wait;
             }
             _ = &mut drain, if drain_at.is_none() && closing.is_none() => {
-                let spread = node.settings.drain.grace_ms * 8 / 10;
+                let spread = node.settings.drain.grace_ms * DRAIN_SPREAD_PERCENT / 100;
                 drain_at = Some(Instant::now() + Duration::from_millis(fastrand::u64(0..=spread)));
             }
             _ = drain_due, if closing.is_none() => {
@@ -432,16 +300,6 @@ pub fn client_vanished(e: &axum::Error) -> bool {
         ),
         _ => false,
     }
-}
-
-/// Shared with the echo endpoint.
-pub(crate) fn stats_of(node: &Node) -> Arc<QueueStats> {
-    Arc::clone(&node.stats)
-}
-
-/// Shared with the echo endpoint.
-pub(crate) fn metrics_of(node: &Node) -> Arc<Metrics> {
-    Arc::clone(&node.metrics)
 }
 
 #[cfg(test)]

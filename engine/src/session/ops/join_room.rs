@@ -1,62 +1,55 @@
 //! `join_room`: authorize, enter, read history (or recover), answer `ROOM_JOINED`.
 
-use super::{OpError, OpResult};
+use super::{Caller, OpResult, Reply};
 use crate::broker::HistoryRequest;
-use crate::conn::session::Session;
 use crate::node::{Node, tracks_presence};
 use crate::room_key::RoomKey;
+use crate::session::error::OpError;
+use evd_protocol::ErrorCode;
+use evd_protocol::MAX_PRESENCE_SNAPSHOT;
 use evd_protocol::event::{Event, PresenceMember, PresenceSnapshot, RoomJoined};
 use evd_protocol::op::JoinRoom;
-use evd_protocol::{ErrorCode, MAX_PRESENCE_SNAPSHOT, Ref};
 
-pub(super) async fn handle(s: &mut Session, r: Option<Ref>, op: JoinRoom) -> OpResult {
-    s.node.authorizer.can_join(&s.claims, &op.room).await?;
-    let key = RoomKey::new(&s.claims.org, op.room.clone());
-    let rooms = s.conn.rooms();
-    if !rooms.contains(&key) && rooms.len() > s.node.settings.limits.rooms_per_connection {
-        // `rooms` includes the connection's own user room, hence `>`.
+/// Runs `join_room` through the node's room orchestration; the reply is queued with the join
+/// buffer's release ([`Reply::Sent`]).
+pub async fn apply(op: JoinRoom, who: Caller<'_>, rooms: &Node) -> OpResult {
+    rooms.authorizer.can_join(who.claims, &op.room).await?;
+    let key = RoomKey::new(&who.claims.org, op.room.clone());
+    let joined = who.conn.rooms();
+    let max = rooms.settings.limits.rooms_per_connection;
+    if !joined.contains(&key) && joined.len() > max {
+        // `joined` includes the connection's own user room, hence `>`.
         return Err(OpError::new(
             ErrorCode::Conflict,
-            format!(
-                "room limit reached: at most {} rooms per connection",
-                s.node.settings.limits.rooms_per_connection
-            ),
+            format!("room limit reached: at most {max} rooms per connection"),
         ));
     }
-    s.node.enter(&s.conn, &s.claims, &key).await?;
-    match answer(s, r, &op, &key).await {
-        Ok(()) => Ok(None),
+    rooms.enter(who.conn, who.claims, &key).await?;
+    match answer(&op, who, rooms, &key).await {
+        Ok(()) => Ok(Reply::Sent),
         Err(e) => {
             // A failed join leaves the connection outside the room, never half in it.
-            s.node.exit(&s.conn, &key).await;
+            rooms.exit(who.conn, &key).await;
             Err(e)
         }
     }
 }
 
-async fn answer(s: &Session, r: Option<Ref>, op: &JoinRoom, key: &RoomKey) -> Result<(), OpError> {
-    let node = &s.node;
+async fn answer(op: &JoinRoom, who: Caller<'_>, node: &Node, key: &RoomKey) -> Result<(), OpError> {
     let latest = HistoryRequest::Latest(op.history as usize);
     let (history, recovered) = match &op.recover {
         Some(pos) => {
             let h = node
                 .broker
                 .history(key, HistoryRequest::Since(pos.clone()))
-                .await
-                .map_err(broker)?;
+                .await?;
             if h.complete {
                 (h, true)
             } else {
-                (
-                    node.broker.history(key, latest).await.map_err(broker)?,
-                    false,
-                )
+                (node.broker.history(key, latest).await?, false)
             }
         }
-        None => (
-            node.broker.history(key, latest).await.map_err(broker)?,
-            false,
-        ),
+        None => (node.broker.history(key, latest).await?, false),
     };
     let presence = if tracks_presence(key) {
         node.presence
@@ -70,13 +63,13 @@ async fn answer(s: &Session, r: Option<Ref>, op: &JoinRoom, key: &RoomKey) -> Re
         PresenceSnapshot {
             count: 1,
             members: vec![PresenceMember {
-                user: s.claims.sub.clone(),
+                user: who.claims.sub.clone(),
             }],
         }
     };
     let after_offset = history.offset;
     let reply = Event::RoomJoined(RoomJoined {
-        r#ref: r,
+        r#ref: who.r#ref,
         room: op.room.to_string(),
         epoch: history.epoch,
         offset: history.offset,
@@ -86,14 +79,10 @@ async fn answer(s: &Session, r: Option<Ref>, op: &JoinRoom, key: &RoomKey) -> Re
     });
     node.hub.activate(
         key,
-        &s.conn,
-        Some(Node::reply_item(&s.conn, &reply)),
+        who.conn,
+        Some(Node::reply_item(who.conn, &reply)),
         after_offset,
     );
     node.metrics.event_out("ROOM_JOINED", 1);
     Ok(())
-}
-
-fn broker(e: crate::broker::BrokerError) -> OpError {
-    OpError::from(crate::node::RoomError::from(e))
 }

@@ -1,125 +1,75 @@
-//! Client ops, one file each. [`dispatch`] runs one decoded op and queues its reply.
+//! Client ops, one file each. Each op gets the request's [`Caller`] and only the node parts it
+//! uses (the broker, the authorizer, the store-backed [`Live`], the limits), the way a
+//! mini-redis command gets only the `Db`; it returns a [`Reply`] and never sees the session.
+//! Joining and leaving are the node's room orchestration, so those two get the node.
 //!
-//! Ops run one at a time per connection, in the order the client sent them, so a client never
-//! sees replies out of order. One exception keeps a fast publisher from waiting on the store:
-//! `send_message` publishes in order and then queues its `ACK` to follow the archive's commit
-//! while the next `send_message` runs. Any other op first waits for those ACKs, and every reply
-//! queues behind them ([`Session::reply`]), so the order of replies still holds.
+//! Ops run one at a time per connection, in the order the client sent them (the session's
+//! dispatch), so a client never sees replies out of order. One exception keeps a fast publisher
+//! from waiting on the store: `send_message` publishes in order and answers
+//! [`Reply::Later`], an `ACK` that follows the archive's commit while the next `send_message`
+//! runs. Any other op first waits for those ACKs, and every reply queues behind them, so the
+//! order of replies still holds.
 
-mod join_room;
-mod leave_room;
-mod offers;
-mod polls;
-mod questions;
-mod send_message;
+pub mod join_room;
+pub mod leave_room;
+pub mod offers;
+pub mod polls;
+pub mod questions;
+pub mod send_message;
 
-use crate::auth::AuthzError;
-use crate::conn::session::Session;
-use crate::live::{Live, LiveError};
-use crate::node::RoomError;
-use evd_protocol::event::{Event, Pong};
-use evd_protocol::{ErrorCode, Op, Ref, Request};
+use super::error::OpError;
+use crate::conn::Conn;
+use crate::live::Live;
+use evd_protocol::auth::Claims;
+use evd_protocol::event::Event;
+use evd_protocol::{ErrorCode, Ref};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 
-/// Why an op failed; becomes `ERROR {ref, code, message}`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OpError {
-    /// The error code.
-    pub code: ErrorCode,
-    /// Text for the client.
-    pub message: String,
-    /// With `rate_limited`.
-    pub retry_after_ms: Option<u64>,
+/// Who sent an op: the connection, its verified token, and the op's `ref`.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    /// The connection.
+    pub conn: &'a Arc<Conn>,
+    /// Its verified token.
+    pub claims: &'a Claims,
+    /// The op's `ref`, echoed in its reply.
+    pub r#ref: Option<Ref>,
 }
 
-impl OpError {
-    /// An error with `code` and `message`.
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> OpError {
-        OpError {
-            code,
-            message: message.into(),
-            retry_after_ms: None,
-        }
-    }
+/// A reply that is ready later.
+pub type PendingReply = Pin<Box<dyn Future<Output = Event> + Send + Sync>>;
 
-    /// The `ERROR` event for this error.
-    pub fn into_event(self, r#ref: Option<Ref>) -> Event {
-        Event::Error(evd_protocol::event::ErrorEvent {
-            r#ref,
-            code: self.code,
-            message: self.message,
-            retry_after_ms: self.retry_after_ms,
-        })
-    }
+/// What an op answers.
+pub enum Reply {
+    /// This reply, now.
+    Now(Event),
+    /// A reply that is ready later (an `ACK` behind a commit); it keeps its place in order.
+    Later(PendingReply),
+    /// The op queued its reply itself (`ROOM_JOINED`, released with the join buffer).
+    Sent,
 }
 
-impl From<AuthzError> for OpError {
-    fn from(e: AuthzError) -> Self {
-        match e {
-            AuthzError::Forbidden(_) => OpError::new(ErrorCode::Forbidden, e.to_string()),
-            AuthzError::Unavailable(_) => {
-                tracing::warn!(error = %e, "authorizer unavailable");
-                OpError::new(ErrorCode::Internal, "authorization is unavailable; retry")
-            }
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reply::Now(e) => f.debug_tuple("Now").field(&e.name()).finish(),
+            Reply::Later(_) => f.write_str("Later"),
+            Reply::Sent => f.write_str("Sent"),
         }
     }
 }
 
-impl From<RoomError> for OpError {
-    fn from(e: RoomError) -> Self {
-        tracing::warn!(error = %e, "room operation failed");
-        OpError::new(ErrorCode::Internal, "the broker is unavailable; retry")
-    }
-}
-
-impl From<LiveError> for OpError {
-    fn from(e: LiveError) -> Self {
-        match e {
-            LiveError::Busy => OpError {
-                code: ErrorCode::RateLimited,
-                message: e.to_string(),
-                retry_after_ms: Some(1_000),
-            },
-            LiveError::Unavailable => {
-                OpError::new(ErrorCode::Internal, "the store is unavailable; retry")
-            }
-        }
-    }
-}
+/// What an op returns.
+pub type OpResult = Result<Reply, OpError>;
 
 /// The node's store-backed features, or the documented `not_found` when it runs without a store.
-fn live(s: &Session) -> Result<&Live, OpError> {
-    s.node.live.as_ref().ok_or_else(|| {
+fn live(live: Option<&Live>) -> Result<&Live, OpError> {
+    live.ok_or_else(|| {
         OpError::new(
             ErrorCode::NotFound,
             "polls, questions and offers need the store; this node runs without one",
         )
     })
-}
-
-/// What an op returns: a reply to queue, or `None` when it queued its reply itself.
-pub type OpResult = Result<Option<Event>, OpError>;
-
-/// Runs one op and queues its reply or `ERROR`.
-pub async fn dispatch(s: &mut Session, req: Request) {
-    let r = req.r#ref;
-    s.node.metrics.op(req.op.name());
-    if !matches!(req.op, Op::SendMessage(_)) {
-        s.flush_replies().await;
-    }
-    let result = match req.op {
-        Op::JoinRoom(op) => join_room::handle(s, r, op).await,
-        Op::LeaveRoom(op) => leave_room::handle(s, r, op).await,
-        Op::SendMessage(op) => send_message::handle(s, r, op).await,
-        Op::Ping(_) => Ok(Some(Event::Pong(Pong { r#ref: r }))),
-        Op::SubmitPollResponse(op) => polls::handle(s, r, op).await,
-        Op::AskQuestion(op) => questions::ask(s, r, op).await,
-        Op::UpvoteQuestion(op) => questions::upvote(s, r, op).await,
-        Op::AcceptOffer(op) => offers::accept(s, r, op).await,
-        Op::DeclineOffer(op) => offers::decline(s, r, op).await,
-    };
-    match result {
-        Ok(Some(event)) => s.reply(event),
-        Ok(None) => {}
-        Err(e) => s.send_error(r, e),
-    }
 }

@@ -3,12 +3,13 @@
 //! to the next person in line. The store's outbox tells the user (and the next person) with
 //! `WAITLIST_UPDATE` / `WAITLIST_OFFER`.
 
-use super::{OpError, OpResult, live};
-use crate::conn::session::Session;
+use super::{Caller, OpResult, Reply, live};
+use crate::live::Live;
+use crate::session::error::OpError;
 use evd_api::store::StoreError;
+use evd_protocol::ErrorCode;
 use evd_protocol::event::{Ack, Event};
 use evd_protocol::op::OfferAnswer;
-use evd_protocol::{ErrorCode, Ref};
 
 fn store_error(e: StoreError) -> OpError {
     match e {
@@ -22,30 +23,32 @@ fn store_error(e: StoreError) -> OpError {
     }
 }
 
-pub(super) async fn accept(s: &mut Session, r: Option<Ref>, op: OfferAnswer) -> OpResult {
-    let live = live(s)?;
+/// Runs `accept_offer` against the store.
+pub async fn accept(op: OfferAnswer, who: Caller<'_>, store: Option<&Live>) -> OpResult {
+    let live = live(store)?;
     // Keyed by offer: a client that resends its accept after a reconnect gets the same ticket.
     let key = format!("ws-accept:{}", op.offer);
     let ticket = live
         .store
-        .accept_offer(&s.claims.org, &op.offer, &s.claims.sub, Some(&key))
+        .accept_offer(&who.claims.org, &op.offer, &who.claims.sub, Some(&key))
         .await
         .map_err(store_error)?;
-    Ok(Some(Event::Ack(Ack {
-        r#ref: r,
+    Ok(Reply::Now(Event::Ack(Ack {
+        r#ref: who.r#ref,
         ticket: Some(ticket.value.id),
         ..Ack::default()
     })))
 }
 
-pub(super) async fn decline(s: &mut Session, r: Option<Ref>, op: OfferAnswer) -> OpResult {
-    let live = live(s)?;
+/// Runs `decline_offer` against the store.
+pub async fn decline(op: OfferAnswer, who: Caller<'_>, store: Option<&Live>) -> OpResult {
+    let live = live(store)?;
     live.store
-        .decline_offer(&s.claims.org, &op.offer, &s.claims.sub)
+        .decline_offer(&who.claims.org, &op.offer, &who.claims.sub)
         .await
         .map_err(store_error)?;
-    Ok(Some(Event::Ack(Ack {
-        r#ref: r,
+    Ok(Reply::Now(Event::Ack(Ack {
+        r#ref: who.r#ref,
         ..Ack::default()
     })))
 }

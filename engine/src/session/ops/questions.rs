@@ -2,38 +2,49 @@
 //! the room as soon as the question is stored; upvote counts follow as `QUESTION_UPDATED` on the
 //! next tick.
 
-use super::{OpError, OpResult, live};
-use crate::conn::session::Session;
+use super::{Caller, OpResult, Reply, live};
+use crate::auth::Authorizer;
+use crate::live::Live;
+use crate::session::error::OpError;
+use crate::settings::Limits;
 use evd_api::store::{NewQuestion, Upvote, UpvoteOutcome};
 use evd_protocol::event::{Ack, Event};
 use evd_protocol::op::{AskQuestion, UpvoteQuestion};
-use evd_protocol::{ErrorCode, Ref, RoomKind, RoomName};
+use evd_protocol::{ErrorCode, RoomKind, RoomName};
 
-pub(super) async fn ask(s: &mut Session, r: Option<Ref>, op: AskQuestion) -> OpResult {
+/// Runs `ask_question`: a session room, a text within `limits.max_text_bytes`, the right to
+/// join the room.
+pub async fn ask(
+    op: AskQuestion,
+    who: Caller<'_>,
+    authorizer: &dyn Authorizer,
+    store: Option<&Live>,
+    limits: &Limits,
+) -> OpResult {
     if op.room.kind() != RoomKind::Session {
         return Err(OpError::new(
             ErrorCode::BadRequest,
             "questions are asked in `session:<id>` rooms",
         ));
     }
-    let max = s.node.settings.limits.max_text_bytes;
+    let max = limits.max_text_bytes;
     if op.text.len() > max {
         return Err(OpError::new(
             ErrorCode::TooLarge,
             format!("`text` is {} bytes; the limit is {max}", op.text.len()),
         ));
     }
-    let live = live(s)?;
-    s.node.authorizer.can_join(&s.claims, &op.room).await?;
+    let live = live(store)?;
+    authorizer.can_join(who.claims, &op.room).await?;
     let q = NewQuestion {
-        org: s.claims.org.clone(),
+        org: who.claims.org.clone(),
         session: op.room.id().to_owned(),
-        user: s.claims.sub.clone(),
+        user: who.claims.sub.clone(),
         text: op.text,
     };
     match live.ask(q).await? {
-        Some(q) => Ok(Some(Event::Ack(Ack {
-            r#ref: r,
+        Some(q) => Ok(Reply::Now(Event::Ack(Ack {
+            r#ref: who.r#ref,
             question: Some(q.id),
             ..Ack::default()
         }))),
@@ -44,9 +55,15 @@ pub(super) async fn ask(s: &mut Session, r: Option<Ref>, op: AskQuestion) -> OpR
     }
 }
 
-pub(super) async fn upvote(s: &mut Session, r: Option<Ref>, op: UpvoteQuestion) -> OpResult {
-    let live = live(s)?;
-    let org = s.claims.org.clone();
+/// Runs `upvote_question`: the right to join the question's session room, one upvote per user.
+pub async fn upvote(
+    op: UpvoteQuestion,
+    who: Caller<'_>,
+    authorizer: &dyn Authorizer,
+    store: Option<&Live>,
+) -> OpResult {
+    let live = live(store)?;
+    let org = who.claims.org.clone();
     let missing = format!("no question `{}`", op.question);
     let no_question = || OpError::new(ErrorCode::NotFound, missing.clone());
     let session = live
@@ -54,17 +71,17 @@ pub(super) async fn upvote(s: &mut Session, r: Option<Ref>, op: UpvoteQuestion) 
         .await?
         .ok_or_else(no_question)?;
     let room = RoomName::new(RoomKind::Session, &session).map_err(|_| no_question())?;
-    s.node.authorizer.can_join(&s.claims, &room).await?;
+    authorizer.can_join(who.claims, &room).await?;
     match live
         .upvote(Upvote {
             org,
             question: op.question,
-            user: s.claims.sub.clone(),
+            user: who.claims.sub.clone(),
         })
         .await?
     {
-        UpvoteOutcome::Recorded { .. } => Ok(Some(Event::Ack(Ack {
-            r#ref: r,
+        UpvoteOutcome::Recorded { .. } => Ok(Reply::Now(Event::Ack(Ack {
+            r#ref: who.r#ref,
             ..Ack::default()
         }))),
         UpvoteOutcome::Duplicate => Err(OpError::new(

@@ -3,19 +3,33 @@
 //! Membership is not needed, only the right to join. A resend with a known `client_id` is
 //! answered with the original offset and not broadcast again.
 
-use super::{OpError, OpResult};
-use crate::broker::NewMessage;
-use crate::conn::session::Session;
+use super::{Caller, OpResult, Reply};
+use crate::auth::Authorizer;
+use crate::broker::{Broker, NewMessage};
 use crate::clock::unix_ms;
-use crate::node::RoomError;
+use crate::live::Live;
+use crate::metrics::Metrics;
 use crate::room_key::RoomKey;
+use crate::session::error::OpError;
+use crate::settings::Limits;
 use evd_api::store::NewChatMessage;
+use evd_protocol::ErrorCode;
 use evd_protocol::event::{Ack, Event};
 use evd_protocol::op::SendMessage;
-use evd_protocol::{ErrorCode, Ref};
+use std::sync::Arc;
 
-pub(super) async fn handle(s: &mut Session, r: Option<Ref>, op: SendMessage) -> OpResult {
-    let limits = &s.node.settings.limits;
+/// Runs `send_message`: checks sizes and the right to join, publishes, and with a store answers
+/// an `ACK` that follows the archive's commit.
+pub async fn apply(
+    op: SendMessage,
+    who: Caller<'_>,
+    authorizer: &dyn Authorizer,
+    broker: &dyn Broker,
+    store: Option<&Live>,
+    limits: &Limits,
+    metrics: &Arc<Metrics>,
+) -> OpResult {
+    let r = who.r#ref;
     if op.text.len() > limits.max_text_bytes {
         return Err(OpError::new(
             ErrorCode::TooLarge,
@@ -39,17 +53,17 @@ pub(super) async fn handle(s: &mut Session, r: Option<Ref>, op: SendMessage) -> 
             ),
         ));
     }
-    s.node.authorizer.can_join(&s.claims, &op.room).await?;
-    let key = RoomKey::new(&s.claims.org, op.room);
+    authorizer.can_join(who.claims, &op.room).await?;
+    let key = RoomKey::new(&who.claims.org, op.room);
     let msg = NewMessage {
         id: uuid::Uuid::now_v7().to_string(),
-        user: s.claims.sub.clone(),
+        user: who.claims.sub.clone(),
         text: op.text,
         ts: unix_ms(),
         client_id: op.client_id,
     };
-    let archived = s.node.live.as_ref().map(|_| NewChatMessage {
-        org: s.claims.org.clone(),
+    let archived = store.map(|_| NewChatMessage {
+        org: who.claims.org.clone(),
         room: key.room().to_string(),
         id: msg.id.clone(),
         user: msg.user.clone(),
@@ -57,9 +71,9 @@ pub(super) async fn handle(s: &mut Session, r: Option<Ref>, op: SendMessage) -> 
         offset: 0,
         ts: msg.ts,
     });
-    let published = s.node.broker.publish(&key, msg).await.map_err(|e| {
-        s.node.metrics.broker_error("publish");
-        OpError::from(RoomError::from(e))
+    let published = broker.publish(&key, msg).await.map_err(|e| {
+        metrics.broker_error("publish");
+        OpError::from(e)
     })?;
     let ack = Event::Ack(Ack {
         r#ref: r,
@@ -69,7 +83,7 @@ pub(super) async fn handle(s: &mut Session, r: Option<Ref>, op: SendMessage) -> 
     // With a store, the ACK follows the archive's commit. The session goes on to the next op
     // meanwhile; the ACK keeps its place among the replies. A resend (known `client_id`) was
     // archived the first time.
-    if let (Some(live), Some(mut entry)) = (&s.node.live, archived)
+    if let (Some(live), Some(mut entry)) = (store, archived)
         && !published.duplicate
     {
         entry.offset = i64::try_from(published.offset).unwrap_or(i64::MAX);
@@ -77,8 +91,8 @@ pub(super) async fn handle(s: &mut Session, r: Option<Ref>, op: SendMessage) -> 
             tracing::warn!(error = %e, "a delivered message was not archived");
             not_archived()
         })?;
-        let metrics = s.node.metrics.clone();
-        s.reply_later(Box::pin(async move {
+        let metrics = Arc::clone(metrics);
+        return Ok(Reply::Later(Box::pin(async move {
             match committed.await {
                 Ok(()) => ack,
                 Err(e) => {
@@ -87,11 +101,9 @@ pub(super) async fn handle(s: &mut Session, r: Option<Ref>, op: SendMessage) -> 
                     not_archived().into_event(r)
                 }
             }
-        }))
-        .await;
-        return Ok(None);
+        })));
     }
-    Ok(Some(ack))
+    Ok(Reply::Now(ack))
 }
 
 fn not_archived() -> OpError {

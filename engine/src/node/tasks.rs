@@ -1,0 +1,94 @@
+//! The node's periodic tasks: the tick that sends coalesced room changes, the presence
+//! heartbeat, and upkeep (gauges, the metrics recorder, the per-IP limiter).
+
+use super::Node;
+use evd_protocol::event::PresenceMember;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often gauges are refreshed and the metrics recorder and IP limiter are tidied.
+const UPKEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// Upkeep rounds between two trims of the per-IP limiter (a minute at one round a second).
+const LIMITER_TRIM_EVERY: u64 = 60;
+
+/// Sends each room's coalesced changes once per tick (see [`crate::hub::TickWork`]).
+pub(super) async fn ticks(node: Arc<Node>) {
+    let stopped = node.shutdown.stopped();
+    tokio::pin!(stopped);
+    let mut tick = tokio::time::interval(Duration::from_millis(node.settings.tick_ms));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut stopped => return,
+            _ = tick.tick() => {}
+        }
+        for work in node.hub.take_tick() {
+            let count = if work.presence_changed() {
+                node.presence
+                    .count(&work.room)
+                    .await
+                    .inspect_err(
+                        |e| tracing::warn!(room = ?work.room, error = %e, "presence count failed"),
+                    )
+                    .ok()
+            } else {
+                None
+            };
+            let room = work.room.clone();
+            for event in work.events(count, node.settings.presence.full_room_limit) {
+                node.hub.deliver(&room, &event, None);
+            }
+        }
+    }
+}
+
+/// Keeps this node's presence alive and announces what its heartbeat found: users that left
+/// with a dead node, and this node's users put back after it had been swept.
+pub(super) async fn presence_heartbeat(node: Arc<Node>, every: Duration) {
+    let stopped = node.shutdown.stopped();
+    tokio::pin!(stopped);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut stopped => return,
+            _ = tick.tick() => {}
+        }
+        for change in node.presence.heartbeat().await {
+            let members = |users: Vec<String>| {
+                users
+                    .into_iter()
+                    .map(|user| PresenceMember { user })
+                    .collect()
+            };
+            node.announce(&change.room, members(change.joins), members(change.leaves))
+                .await;
+        }
+    }
+}
+
+/// Refreshes gauges and tidies the metrics recorder and the per-IP limiter.
+pub(super) async fn upkeep(node: Arc<Node>) {
+    let stopped = node.shutdown.stopped();
+    tokio::pin!(stopped);
+    let mut tick = tokio::time::interval(UPKEEP_EVERY);
+    let mut n: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = &mut stopped => return,
+            _ = tick.tick() => {}
+        }
+        n += 1;
+        node.metrics
+            .queue_bytes
+            .set(node.stats.queued_bytes() as f64);
+        node.prometheus.run_upkeep();
+        if n.is_multiple_of(LIMITER_TRIM_EVERY)
+            && let Some(l) = &node.ip_limiter
+        {
+            l.retain_recent();
+            l.shrink_to_fit();
+        }
+    }
+}

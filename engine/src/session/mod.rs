@@ -1,0 +1,216 @@
+//! The session: the layer above the node that runs one connection's ops. A [`Session`] is who
+//! the connection is (its [`Conn`] and verified token), its op limits, and the replies still
+//! waiting; [`reader`] reads its frames and leads its close, and [`ops`] holds one file per op.
+//!
+//! Replies keep the ops' order: a reply that waits for a commit (a `send_message` ACK behind
+//! its archive) holds every later reply behind it, and at most [`MAX_PENDING_REPLIES`] wait.
+
+pub mod echo;
+pub mod error;
+pub mod ops;
+pub mod reader;
+
+pub use error::OpError;
+pub use ops::PendingReply;
+pub use reader::run_connection;
+
+use crate::conn::Conn;
+use crate::node::Node;
+use crate::settings::Limits;
+use evd_protocol::auth::Claims;
+use evd_protocol::event::{Event, Pong};
+use evd_protocol::{CloseCode, Op, Ref, Request};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use ops::{Caller, Reply};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The flood-strike bucket refills at this fraction of the op rate: a client that keeps
+/// sending at five times what it may is closed (4029) once its strikes run out; one that
+/// bursts now and then never is.
+const FLOOD_REFILL_DIVISOR: u32 = 5;
+
+/// One malformed-frame strike comes back per this long, so a buggy client that sends a bad
+/// frame now and then is never closed, while a stream of garbage is (4500).
+const BAD_FRAME_REFILL: Duration = Duration::from_secs(10);
+
+/// One connection's op limits: a token bucket for ops, and two "strike" buckets that close the
+/// connection when a client keeps flooding or keeps sending garbage.
+struct OpLimits {
+    ops: DefaultDirectRateLimiter,
+    flood: DefaultDirectRateLimiter,
+    bad_frames: DefaultDirectRateLimiter,
+}
+
+impl OpLimits {
+    fn new(l: &Limits) -> OpLimits {
+        let nz = |n: u32| NonZeroU32::new(n.max(1)).expect("max(1) is non-zero");
+        OpLimits {
+            ops: RateLimiter::direct(
+                Quota::per_second(nz(l.ops_per_sec)).allow_burst(nz(l.ops_burst)),
+            ),
+            flood: RateLimiter::direct(
+                Quota::per_second(nz(l.ops_per_sec / FLOOD_REFILL_DIVISOR))
+                    .allow_burst(nz(l.flood_strikes)),
+            ),
+            bad_frames: RateLimiter::direct(
+                Quota::with_period(BAD_FRAME_REFILL)
+                    .expect("non-zero period")
+                    .allow_burst(nz(l.bad_frame_strikes)),
+            ),
+        }
+    }
+
+    /// `Err(retry_after)` when over the op rate.
+    fn op(&self) -> Result<(), Duration> {
+        self.ops.check().map_err(|nu| {
+            nu.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ))
+        })
+    }
+}
+
+/// The reader side of one connection: who it is, its limits, and the replies still waiting.
+pub struct Session {
+    /// The node below: its parts are handed to each op.
+    node: Arc<Node>,
+    /// This connection.
+    conn: Arc<Conn>,
+    /// The verified token.
+    claims: Claims,
+    limits: OpLimits,
+    /// Replies that wait for a commit (a `send_message` ACK waits for its archive), oldest
+    /// first. While any waits, later replies queue behind it, so replies keep the ops' order.
+    pending: VecDeque<PendingReply>,
+}
+
+/// Most replies one connection may have waiting; the next op waits for the oldest.
+pub const MAX_PENDING_REPLIES: usize = 64;
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("conn", &self.conn)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// A session for `conn`.
+    pub fn new(node: Arc<Node>, conn: Arc<Conn>, claims: Claims) -> Session {
+        let limits = OpLimits::new(&node.settings.limits);
+        Session {
+            node,
+            conn,
+            claims,
+            limits,
+            pending: VecDeque::new(),
+        }
+    }
+
+    /// Queues `reply` behind the replies still waiting, or sends it now when none waits.
+    pub fn reply(&mut self, reply: Event) {
+        if self.pending.is_empty() {
+            self.send(&reply);
+        } else {
+            self.pending.push_back(Box::pin(std::future::ready(reply)));
+        }
+    }
+
+    /// Queues a reply that is ready later; first waits for the oldest if too many wait.
+    pub async fn reply_later(&mut self, reply: PendingReply) {
+        if self.pending.len() >= MAX_PENDING_REPLIES {
+            self.flush_one().await;
+        }
+        self.pending.push_back(reply);
+    }
+
+    /// Sends every waiting reply, in order.
+    pub async fn flush_replies(&mut self) {
+        while !self.pending.is_empty() {
+            self.flush_one().await;
+        }
+    }
+
+    /// Waits for the oldest waiting reply and sends it; callers check that one waits.
+    async fn flush_one(&mut self) {
+        oldest_ready(&mut self.pending, &self.node, &self.conn).await;
+    }
+
+    /// Queues an event to this connection.
+    pub fn send(&self, event: &Event) {
+        self.node.send(&self.conn, event);
+    }
+
+    /// Queues an `ERROR`, behind any reply still waiting.
+    pub fn send_error(&mut self, r: Option<Ref>, e: OpError) {
+        self.node.metrics.op_error(e.code.as_str());
+        self.reply(e.into_event(r));
+    }
+
+    /// Starts closing with `code`; with `flush`, queued events go out first.
+    pub fn close(&self, code: CloseCode, flush: bool) {
+        let dropped = self.conn.queue.close(code, flush, &self.node.stats);
+        self.node.metrics.queue_drops.increment(dropped as u64);
+    }
+
+    /// Runs one op and queues its reply or `ERROR`.
+    async fn dispatch(&mut self, req: Request) {
+        let node = Arc::clone(&self.node);
+        node.metrics.op(req.op.name());
+        if !matches!(req.op, Op::SendMessage(_)) {
+            self.flush_replies().await;
+        }
+        let who = Caller {
+            conn: &self.conn,
+            claims: &self.claims,
+            r#ref: req.r#ref,
+        };
+        let (authorizer, store) = (node.authorizer.as_ref(), node.live.as_ref());
+        let result = match req.op {
+            Op::JoinRoom(op) => ops::join_room::apply(op, who, &node).await,
+            Op::LeaveRoom(op) => ops::leave_room::apply(op, who, &node).await,
+            Op::SendMessage(op) => {
+                let limits = &node.settings.limits;
+                let broker = node.broker.as_ref();
+                ops::send_message::apply(op, who, authorizer, broker, store, limits, &node.metrics)
+                    .await
+            }
+            Op::Ping(_) => Ok(Reply::Now(Event::Pong(Pong { r#ref: req.r#ref }))),
+            Op::SubmitPollResponse(op) => ops::polls::apply(op, who, authorizer, store).await,
+            Op::AskQuestion(op) => {
+                let limits = &node.settings.limits;
+                ops::questions::ask(op, who, authorizer, store, limits).await
+            }
+            Op::UpvoteQuestion(op) => ops::questions::upvote(op, who, authorizer, store).await,
+            Op::AcceptOffer(op) => ops::offers::accept(op, who, store).await,
+            Op::DeclineOffer(op) => ops::offers::decline(op, who, store).await,
+        };
+        match result {
+            Ok(Reply::Now(event)) => self.reply(event),
+            Ok(Reply::Later(pending)) => self.reply_later(pending).await,
+            Ok(Reply::Sent) => {}
+            Err(e) => self.send_error(req.r#ref, e),
+        }
+    }
+}
+
+/// Completes once the oldest waiting reply is ready and queued to the client (never, when none
+/// waits). Takes the session's fields apart so the read loop can wait on it beside the socket.
+fn oldest_ready<'a>(
+    pending: &'a mut VecDeque<PendingReply>,
+    node: &'a Node,
+    conn: &'a Conn,
+) -> impl Future<Output = ()> + 'a {
+    std::future::poll_fn(move |cx| match pending.front_mut() {
+        Some(oldest) => oldest.as_mut().poll(cx).map(|reply| {
+            pending.pop_front();
+            node.send(conn, &reply);
+        }),
+        None => std::task::Poll::Pending,
+    })
+}
