@@ -1,0 +1,116 @@
+//! Tests of loading and checking the settings.
+
+use super::*;
+use figment::Jail;
+use std::path::Path;
+
+#[test]
+fn defaults_are_valid_and_listen_on_loopback_8080() {
+    let s = Settings::default();
+    s.validate().unwrap();
+    assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+}
+
+#[test]
+#[allow(clippy::result_large_err)] // figment's Jail closure type
+fn file_then_env_override_defaults() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "evd.toml",
+            "heartbeat_ms = 5000\n[limits]\nops_per_sec = 7\n[jwt]\nsecret = \"from-file-from-file-from-file-xx\"\n",
+        )?;
+        jail.set_env("EVD_LIMITS_OPS_PER_SEC", "9");
+        jail.set_env("EVD_JWT_SECRET", "from-env-from-env-from-env-from-env");
+        jail.set_env("EVD_LISTEN", "127.0.0.1:9999");
+        jail.set_env("EVD_HISTORY_TTL_SECS", "60");
+        jail.set_env("DATABASE_URL", "postgres://plain@db/evd");
+        jail.set_env("EVD_RATE_LIMIT_BURST", "7");
+        let s = Settings::load(Some(Path::new("evd.toml"))).expect("loads");
+        assert_eq!(s.heartbeat_ms, 5000);
+        assert_eq!(s.limits.ops_per_sec, 9);
+        assert_eq!(s.history.ttl_secs, 60);
+        assert_eq!(s.listen.port(), 9999);
+        assert_eq!(s.database_url, "postgres://plain@db/evd");
+        assert_eq!(s.rate_limit.burst.get(), 7);
+        assert_eq!(s.api().rate_limit.burst.get(), 7);
+        assert_eq!(
+            s.jwt.secret.as_deref(),
+            Some("from-env-from-env-from-env-from-env")
+        );
+        let debug = format!("{s:?}");
+        assert!(
+            !debug.contains("from-env"),
+            "Debug must redact the secret: {debug}"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+#[allow(clippy::result_large_err)] // figment's Jail closure type
+fn broker_url_from_redis_url_or_evd_broker_url_and_redacted() {
+    Jail::expect_with(|jail| {
+        assert_eq!(Settings::load(None).expect("loads").broker.url, "memory");
+        jail.set_env("REDIS_URL", "redis://:hunter2@r1:6379");
+        let s = Settings::load(None).expect("loads");
+        assert_eq!(s.broker.url, "redis://:hunter2@r1:6379");
+        assert!(
+            !format!("{s:?}").contains("hunter2"),
+            "the password is redacted"
+        );
+        jail.set_env("EVD_BROKER_URL", "redis-cluster://h1:7000,h2:7001");
+        jail.set_env("EVD_BROKER_PROBE_INTERVAL_MS", "250");
+        let s = Settings::load(None).expect("loads");
+        assert_eq!(s.broker.url, "redis-cluster://h1:7000,h2:7001");
+        assert_eq!(s.broker.probe_interval_ms, 250);
+        jail.set_env("EVD_BROKER_URL", "kafka://nope");
+        let err = Settings::load(None).unwrap_err().to_string();
+        assert!(err.contains("broker.url"), "{err}");
+        Ok(())
+    });
+}
+
+#[test]
+#[allow(clippy::result_large_err)] // figment's Jail closure type
+fn bad_values_give_clear_errors() {
+    Jail::expect_with(|jail| {
+        jail.set_env("EVD_LIMITS_OPS_PER_SEC", "lots");
+        let err = Settings::load(None).unwrap_err().to_string().to_lowercase();
+        assert!(err.contains("ops_per_sec"), "{err}");
+        jail.set_env("EVD_LIMITS_OPS_PER_SEC", "0");
+        let err = Settings::load(None).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "invalid setting `limits.ops_per_sec`: must be positive"
+        );
+        jail.set_env("EVD_LIMITS_OPS_PER_SEC", "5");
+        jail.set_env("EVD_LIMITS_OPS_PER_SECOND", "5");
+        jail.set_env("EVD_REQUIRE_SERVICES", "1");
+        assert_eq!(Settings::load(None).unwrap().limits.ops_per_sec, 5);
+        let unknown = Settings::unknown_env();
+        assert!(
+            unknown.contains(&"EVD_LIMITS_OPS_PER_SECOND".to_string()),
+            "{unknown:?}"
+        );
+        assert!(
+            !unknown
+                .iter()
+                .any(|k| k == "EVD_REQUIRE_SERVICES" || k == "EVD_LIMITS_OPS_PER_SEC"),
+            "{unknown:?}"
+        );
+        jail.create_file("bad.toml", "[limits]\nops_per_second = 5\n")?;
+        let err = Settings::load(Some(Path::new("bad.toml")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("ops_per_second"),
+            "unknown keys in the file are refused: {err}"
+        );
+        jail.create_file("tls.toml", "[tls]\ncert_path = \"c.pem\"\n")?;
+        let err = Settings::load(Some(Path::new("tls.toml")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tls.key_path"), "{err}");
+        Ok(())
+    });
+}
