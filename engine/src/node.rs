@@ -8,8 +8,8 @@
 use crate::access::TicketAuthorizer;
 use crate::auth::{Authorizer, ClaimsAuthorizer};
 use crate::broker::memory::MemoryBroker;
-use crate::clock::unix_ms;
 use crate::broker::{Broker, BrokerError, BrokerHandler};
+use crate::clock::unix_ms;
 use crate::conn::queue::{Outbound, QueueStats};
 use crate::conn::{Conn, encode};
 use crate::hub::Hub;

@@ -5,8 +5,8 @@
 
 use super::{OpError, OpResult};
 use crate::broker::NewMessage;
-use crate::conn::session::Session;
 use crate::clock::unix_ms;
+use crate::conn::session::Session;
 use crate::node::RoomError;
 use crate::room_key::RoomKey;
 use evd_api::store::NewChatMessage;
