@@ -3,10 +3,10 @@
 //!
 //! Environment names are `EVD_<FIELD>` for top-level fields and `EVD_<SECTION>_<FIELD>` for
 //! fields of a section, e.g. `EVD_LISTEN`, `EVD_JWT_SECRET`, `EVD_LIMITS_QUEUE_MAX_BYTES`.
-//! Every limit lives here with the reason for its default.
+//! Every limit lives here with the reason for its default; the REST API's settings (the store,
+//! tokens, REST limits) are crud-api's own type, embedded as its field `api`.
 
-use evd_api::rate_limit::RateLimitSettings;
-use evd_protocol::auth::JwtSettings;
+use evd_api::settings::Settings as ApiSettings;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::SocketAddr;
@@ -36,21 +36,14 @@ pub struct Settings {
     /// in ms: a burst of 10,000 votes costs a handful of broadcasts, and 200 ms still reads as
     /// live on a screen.
     pub tick_ms: u64,
-    /// Token verification.
-    pub jwt: JwtSettings,
-    /// The SQL store: `sqlite://path` (created, WAL) or `postgres://…`. Also read from plain
-    /// `DATABASE_URL`; `EVD_DATABASE_URL` wins.
-    pub database_url: String,
-    /// Database connections (SQLite: readers; writes share one connection).
-    pub pool_size: u32,
-    /// How long a waitlist offer holds its seat, seconds.
-    pub offer_ttl_secs: u64,
-    /// How often lapsed offers are expired and due polls closed, ms.
-    pub sweep_interval_ms: u64,
-    /// Largest REST request body.
-    pub max_body_bytes: usize,
-    /// Per-user REST request rate.
-    pub rate_limit: RateLimitSettings,
+    /// The REST API's settings, crud-api's own type: `database_url`, `pool_size`,
+    /// `offer_ttl_secs`, `sweep_interval_ms`, `max_body_bytes`, `[rate_limit]` and `[jwt]` (token
+    /// verification, for the engine too). They are top-level keys of the same file and `EVD_*`
+    /// variables, read as `evd-api` reads them (see the `load` module). Its `listen` is this
+    /// struct's: the API is served on the engine's address, so [`Settings::api()`] is the way to
+    /// hand it on.
+    #[serde(skip)]
+    pub api: ApiSettings,
     /// How long a ticket lookup for room access is trusted, ms: a cancelled ticket stops new
     /// joins within this long. A refusal is trusted for one second only, so a fresh ticket
     /// works at once.
@@ -74,18 +67,16 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
+        let listen = SocketAddr::from(([127, 0, 0, 1], 8080));
         Settings {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            listen,
             node_id: None,
             heartbeat_ms: evd_protocol::DEFAULT_HEARTBEAT_MS,
             tick_ms: 200,
-            jwt: JwtSettings::default(),
-            database_url: "sqlite://evd.db".into(),
-            pool_size: 8,
-            offer_ttl_secs: 600,
-            sweep_interval_ms: 1_000,
-            max_body_bytes: 64 * 1024,
-            rate_limit: RateLimitSettings::default(),
+            api: ApiSettings {
+                listen,
+                ..ApiSettings::default()
+            },
             ticket_cache_ms: 10_000,
             tls: TlsSettings::default(),
             limits: Limits::default(),
@@ -100,22 +91,13 @@ impl Default for Settings {
 
 impl fmt::Debug for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // JwtSettings' own Debug redacts the secret.
+        // The API's own Debug redacts the database password and the JWT secret.
         f.debug_struct("Settings")
             .field("listen", &self.listen)
             .field("node_id", &self.node_id)
             .field("heartbeat_ms", &self.heartbeat_ms)
             .field("tick_ms", &self.tick_ms)
-            .field("jwt", &self.jwt)
-            .field(
-                "database_url",
-                &evd_api::store::redact_url(&self.database_url),
-            )
-            .field("pool_size", &self.pool_size)
-            .field("offer_ttl_secs", &self.offer_ttl_secs)
-            .field("sweep_interval_ms", &self.sweep_interval_ms)
-            .field("max_body_bytes", &self.max_body_bytes)
-            .field("rate_limit", &self.rate_limit)
+            .field("api", &self.api)
             .field("ticket_cache_ms", &self.ticket_cache_ms)
             .field("tls", &self.tls)
             .field("limits", &self.limits)
@@ -145,21 +127,13 @@ pub enum SettingsError {
 }
 
 impl Settings {
-    /// The REST API's settings, from the same values.
-    pub fn api(&self) -> evd_api::settings::Settings {
-        evd_api::settings::Settings {
+    /// The REST API's settings, listening where the engine listens.
+    pub fn api(&self) -> ApiSettings {
+        ApiSettings {
             listen: self.listen,
-            database_url: self.database_url.clone(),
-            pool_size: self.pool_size,
-            offer_ttl_secs: self.offer_ttl_secs,
-            sweep_interval_ms: self.sweep_interval_ms,
-            max_body_bytes: self.max_body_bytes,
-            rate_limit: self.rate_limit,
-            jwt: self.jwt.clone(),
+            ..self.api.clone()
         }
     }
-
-
 
     /// The heartbeat interval.
     pub fn heartbeat(&self) -> Duration {

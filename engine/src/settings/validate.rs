@@ -98,23 +98,26 @@ impl Settings {
             "must be below limits.max_message_bytes",
         )?;
         // Keys are checked now, so a bad secret or key file stops the start with its reason.
-        self.jwt.verifier().map_err(|e| SettingsError::Invalid {
-            field: "jwt",
-            reason: e.to_string(),
-        })?;
-        check(self.pool_size > 0, "pool_size", "must be positive")?;
+        self.api
+            .jwt
+            .verifier()
+            .map_err(|e| SettingsError::Invalid {
+                field: "jwt",
+                reason: e.to_string(),
+            })?;
+        check(self.api.pool_size > 0, "pool_size", "must be positive")?;
         check(
-            self.offer_ttl_secs > 0,
+            self.api.offer_ttl_secs > 0,
             "offer_ttl_secs",
             "must be positive",
         )?;
         check(
-            self.sweep_interval_ms >= 10,
+            self.api.sweep_interval_ms >= 10,
             "sweep_interval_ms",
             "must be at least 10",
         )?;
         check(
-            self.max_body_bytes >= 1024,
+            self.api.max_body_bytes >= 1024,
             "max_body_bytes",
             "must be at least 1024",
         )?;
