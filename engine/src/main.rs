@@ -97,11 +97,11 @@ fn main() -> anyhow::Result<()> {
             if !rooms.is_empty() {
                 claims.rooms = Some(rooms);
             }
-            if let Some(aud) = settings.jwt.audience.first() {
+            if let Some(aud) = settings.api.jwt.audience.first() {
                 claims.aud = Some(evd_protocol::auth::Audience::One(aud.clone()));
             }
-            claims.iss = settings.jwt.issuer.first().cloned();
-            let token = settings.jwt.signer()?.sign(&claims)?;
+            claims.iss = settings.api.jwt.issuer.first().cloned();
+            let token = settings.api.jwt.signer()?.sign(&claims)?;
             #[allow(clippy::print_stdout)]
             {
                 println!("{token}");
@@ -137,7 +137,7 @@ async fn serve(settings: Settings, mode: Mode) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr()?;
-    if settings.jwt.uses_dev_secret() {
+    if settings.api.jwt.uses_dev_secret() {
         tracing::warn!(
             "using the built-in development JWT secret; set EVD_JWT_SECRET in production"
         );
@@ -149,7 +149,7 @@ async fn serve(settings: Settings, mode: Mode) -> anyhow::Result<()> {
         ("ws", "http")
     };
     tracing::info!(%addr, "evd listening");
-    let db = evd_api::store::redact_url(&settings.database_url);
+    let db = evd_api::store::redact_url(&settings.api.database_url);
     if mode != Mode::Api {
         eprintln!(
             "evd listening on {ws}://{addr}/ws\n  store:         {db}\n  mint a token:  evd token --user u1 --org o1 --role organizer\n  connect:       {ws}://{addr}/ws?token=<token>\n  metrics:       {http}://{addr}/metrics"

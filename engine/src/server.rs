@@ -95,7 +95,7 @@ async fn run_mode(
     }
     let api_settings = settings.api();
     let store = evd_api::store::connect(
-        &settings.database_url,
+        &settings.api.database_url,
         &api_settings.store_config(),
         evd_api::clock::Clock::system(),
     )

@@ -64,8 +64,8 @@ struct Live {
 
 fn live_settings() -> evd_engine::Settings {
     let mut s = settings();
-    s.rate_limit.per_second = 10_000.try_into().unwrap();
-    s.rate_limit.burst = 10_000.try_into().unwrap();
+    s.api.rate_limit.per_second = 10_000.try_into().unwrap();
+    s.api.rate_limit.burst = 10_000.try_into().unwrap();
     s.tick_ms = 50;
     s
 }
@@ -666,7 +666,7 @@ async fn waitlist_offers_move_down_the_line(db: TestDb) {
     assert_eq!(status, 200);
     let to_lou = lou.offer().await;
     live.clock
-        .advance(live.srv.node.settings.offer_ttl_secs as i64 * 1000 + 1);
+        .advance(live.srv.node.settings.api.offer_ttl_secs as i64 * 1000 + 1);
     live.store.sweep(100).await.unwrap();
     let to_wes = wes.offer().await;
     assert_ne!(to_wes.offer, to_lou.offer);
@@ -711,7 +711,7 @@ async fn an_offer_committed_while_no_engine_runs_is_delivered_after_one_starts(d
     let stop_api = tokio_util::sync::CancellationToken::new();
     let api = tokio::spawn(evd_api::run(api_listener, api_settings, stop_api.clone()));
     let base = format!("http://{api_addr}/api/v1");
-    let signer = s.jwt.signer().unwrap();
+    let signer = s.api.jwt.signer().unwrap();
     let token = |user: &str, role: Role| {
         signer
             .sign(&evd_protocol::auth::Claims::new(

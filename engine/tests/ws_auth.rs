@@ -21,10 +21,10 @@ fn expect_401(r: Result<impl std::fmt::Debug, Refused>, why: &str) -> serde_json
 #[tokio::test]
 async fn bad_tokens_are_refused_with_401_before_the_upgrade() {
     let mut s = settings();
-    s.jwt.audience = vec!["evd".into()];
+    s.api.jwt.audience = vec!["evd".into()];
     let srv = TestServer::with(s).await;
     let url = srv.url();
-    let signer = srv.node.settings.jwt.signer().unwrap();
+    let signer = srv.node.settings.api.jwt.signer().unwrap();
     let mut good = Claims::new("u1", "o1", Role::Attendee, now(), 600);
     good.aud = Some(Audience::One("evd".into()));
 

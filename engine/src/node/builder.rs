@@ -92,7 +92,7 @@ impl NodeBuilder {
     pub fn build(self, shutdown: Shutdown) -> Result<Arc<Node>, NodeError> {
         let settings = self.settings;
         settings.validate()?;
-        let verifier = settings.jwt.verifier()?;
+        let verifier = settings.api.jwt.verifier()?;
         let prometheus = metrics::install();
         let metrics = Metrics::new();
         let id: Arc<str> = settings

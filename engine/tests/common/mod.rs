@@ -35,7 +35,7 @@ pub fn settings() -> Settings {
         listen: "127.0.0.1:0".parse().unwrap(),
         ..Settings::default()
     };
-    s.jwt.secret = Some(SECRET.into());
+    s.api.jwt.secret = Some(SECRET.into());
     s.drain.grace_ms = 200;
     s.drain.close_timeout_ms = 1_000;
     s.tick_ms = 20;
@@ -106,7 +106,14 @@ impl TestServer {
         if !rooms.is_empty() {
             c.rooms = Some(rooms.iter().map(|r| r.to_string()).collect());
         }
-        self.node.settings.jwt.signer().unwrap().sign(&c).unwrap()
+        self.node
+            .settings
+            .api
+            .jwt
+            .signer()
+            .unwrap()
+            .sign(&c)
+            .unwrap()
     }
 
     pub async fn client(&self, user: &str, org: &str, role: Role, codec: Codec) -> Client {

@@ -25,7 +25,7 @@ impl Rest for TestServer {
         format!("http://{}", self.addr)
     }
     fn signer(&self) -> Signer {
-        self.node.settings.jwt.signer().unwrap()
+        self.node.settings.api.jwt.signer().unwrap()
     }
 }
 
