@@ -16,6 +16,7 @@ mod events;
 mod idempotency;
 mod orgs;
 pub mod outbox;
+mod paging;
 mod polls;
 mod questions;
 mod sessions;

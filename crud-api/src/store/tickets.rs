@@ -5,7 +5,7 @@
 //! constraint on the table backs it up.
 
 use super::idempotency::{self, KeyUse};
-use super::orgs::next_cursor;
+use super::paging::next_cursor;
 use super::sessions::load as load_session;
 use super::sql::{Tx, args};
 use super::waitlist::offer_seats;
