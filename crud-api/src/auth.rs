@@ -1,8 +1,8 @@
 //! Who is calling: the bearer token, verified with the same [`evd_protocol::auth`] code the
 //! engine uses, and the caller's per-user rate limit.
 
-use crate::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;

@@ -23,6 +23,7 @@ pub mod openapi;
 pub mod rate_limit;
 mod routes;
 pub mod settings;
+pub mod state;
 pub mod store;
 pub mod telemetry;
 #[cfg(any(test, feature = "test-util"))]
@@ -35,8 +36,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Router, middleware};
 use clock::Clock;
-use evd_protocol::auth::{JwtConfigError, Verifier};
-use rate_limit::RateLimiter;
+use evd_protocol::auth::JwtConfigError;
 use settings::Settings;
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,33 +48,10 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 
+pub use state::AppState;
+
 /// Lapsed offers handled per sweep; the next sweep takes the rest.
 pub const SWEEP_BATCH: i64 = 500;
-
-/// What every handler shares.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    /// The system of record.
-    pub store: Arc<dyn Store>,
-    /// Checks bearer tokens.
-    pub verifier: Arc<Verifier>,
-    /// Per-user request buckets.
-    pub rate_limiter: Arc<RateLimiter>,
-    /// Largest request body.
-    pub max_body_bytes: usize,
-}
-
-impl AppState {
-    /// State for `settings`, over `store`.
-    pub fn new(store: Arc<dyn Store>, settings: &Settings) -> Result<AppState, JwtConfigError> {
-        Ok(AppState {
-            store,
-            verifier: Arc::new(settings.jwt.verifier()?),
-            rate_limiter: Arc::new(RateLimiter::new(settings.rate_limit)),
-            max_body_bytes: settings.max_body_bytes,
-        })
-    }
-}
 
 /// The REST API: every route under `/api/v1`, with request ids, request spans and metrics.
 pub fn app(state: AppState) -> Router {

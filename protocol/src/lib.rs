@@ -37,6 +37,7 @@ pub mod close;
 pub mod codec;
 pub mod error;
 pub mod event;
+pub mod limits;
 pub mod op;
 pub mod room;
 
@@ -44,18 +45,8 @@ pub use close::CloseCode;
 pub use codec::{Codec, DecodeError, EncodeError};
 pub use error::ErrorCode;
 pub use event::Event;
+pub use limits::{
+    DEFAULT_HEARTBEAT_MS, MAX_HISTORY_REQUEST, MAX_PRESENCE_SNAPSHOT, MAX_SESSIONS_PER_EVENT,
+};
 pub use op::{Op, Ref, Request};
 pub use room::{RoomKind, RoomName};
-
-/// Largest `history:n` a client may ask for in `join_room`.
-pub const MAX_HISTORY_REQUEST: u32 = 100;
-
-/// Most members listed in the presence snapshot of `ROOM_JOINED`; `count` is always exact.
-pub const MAX_PRESENCE_SNAPSHOT: usize = 100;
-
-/// Default heartbeat interval announced in `HELLO`.
-pub const DEFAULT_HEARTBEAT_MS: u64 = 25_000;
-
-/// Most sessions one event may have in the REST API, so an event's agenda is one bounded
-/// answer; the load harness splits its rooms over events by it.
-pub const MAX_SESSIONS_PER_EVENT: usize = 500;

@@ -9,6 +9,7 @@
 //! (room names, `history` ≤ 100, non-empty text). Limits that are configuration, such as the
 //! longest chat text, are the engine's to check.
 
+use crate::limits::MAX_HISTORY_REQUEST;
 use crate::room::RoomName;
 use serde::{Deserialize, Serialize};
 
@@ -105,11 +106,8 @@ impl Op {
         }
         match self {
             Op::JoinRoom(j) => {
-                if j.history > crate::MAX_HISTORY_REQUEST {
-                    return Err(format!(
-                        "`history` must be 0 to {}",
-                        crate::MAX_HISTORY_REQUEST
-                    ));
+                if j.history > MAX_HISTORY_REQUEST {
+                    return Err(format!("`history` must be 0 to {}", MAX_HISTORY_REQUEST));
                 }
                 if let Some(r) = &j.recover {
                     non_empty("recover.epoch", &r.epoch)?;

@@ -1,11 +1,11 @@
 //! The chat archive: a room's history beyond the engine's window.
 
 use super::page_limit;
-use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Problems};
 use crate::extract::{Path, Query};
 use crate::model::{ChatMessage, Page};
+use crate::state::AppState;
 
 use axum::Router;
 use axum::extract::State;

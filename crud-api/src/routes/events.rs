@@ -1,11 +1,11 @@
 //! `/events`: CRUD with soft delete, cursor pages, filters and search; the agenda.
 
 use super::{page_limit, visible_event};
-use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Problems};
 use crate::extract::{Json, Path, Query};
 use crate::model::{Event, EventStatus, Page, Session, rfc3339};
+use crate::state::AppState;
 use crate::store::{EventPatch, EventQuery, NewEvent, NewSession};
 use crate::validate::{Check, MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS, search_words};
 use axum::Router;

@@ -9,10 +9,10 @@ pub(crate) mod sessions;
 pub(crate) mod tickets;
 pub(crate) mod waitlist;
 
-use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::model::{Event, EventStatus, Session};
+use crate::state::AppState;
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};

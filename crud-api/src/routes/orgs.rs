@@ -1,11 +1,11 @@
 //! `/orgs`: create an org (the caller becomes its owner), read it, manage its members.
 
 use super::{PageParams, page_limit};
-use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Problems};
 use crate::extract::{Json, Path, Query};
 use crate::model::{Member, Org, Page, RoleSchema};
+use crate::state::AppState;
 use crate::store::NewOrg;
 use crate::validate::{Check, MAX_NAME_CHARS};
 use axum::Router;

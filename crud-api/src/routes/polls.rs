@@ -1,11 +1,11 @@
 //! Polls of a session: create with options, list, close, results.
 
 use super::visible_session;
-use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Problems};
 use crate::extract::{Json, Path};
 use crate::model::{Poll, PollResults};
+use crate::state::AppState;
 use crate::store::{MAX_POLL_OPTIONS, NewPoll};
 use crate::validate::{Check, MAX_POLL_TEXT_CHARS};
 use axum::Router;

@@ -1,11 +1,11 @@
 //! Questions of a session: list, hide.
 
 use super::{page_limit, visible_session};
-use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Problems};
 use crate::extract::{Path, Query};
 use crate::model::Question;
+use crate::state::AppState;
 
 use axum::Router;
 use axum::extract::State;

@@ -1,11 +1,11 @@
 //! `/sessions/{id}`: one agenda session.
 
 use super::visible_session;
-use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Problems};
 use crate::extract::{Json, Path};
 use crate::model::Session;
+use crate::state::AppState;
 use crate::store::SessionPatch;
 use crate::validate::{Check, MAX_NAME_CHARS};
 use axum::Router;

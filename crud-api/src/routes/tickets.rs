@@ -1,11 +1,11 @@
 //! Tickets: issue (never oversold), cancel, list mine.
 
 use super::{PageParams, created, page_limit, visible_session};
-use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Problems};
 use crate::extract::{IdempotencyKey, Json, Path, Query};
 use crate::model::{Page, Ticket, TierSchema};
+use crate::state::AppState;
 use crate::store::IssueTicket;
 use crate::validate::Check;
 use axum::Router;

@@ -1,11 +1,11 @@
 //! Waitlists and offers.
 
 use super::{created, visible_session};
-use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Problems};
 use crate::extract::{IdempotencyKey, Json, Path};
 use crate::model::{Offer, Ticket, WaitlistEntry};
+use crate::state::AppState;
 use crate::store::{JoinWaitlist, MAX_OFFERS_PER_CALL};
 use crate::validate::Check;
 use axum::Router;

@@ -1,6 +1,6 @@
 //! The chat archive: every message the engine published, paged by room.
 
-use super::orgs::next_cursor;
+use super::paging::next_cursor;
 use super::sql::{Arg, args, execute_sqlite};
 use super::{Db, Result, SqlStore, StoreError};
 use crate::clock::Millis;

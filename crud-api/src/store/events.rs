@@ -1,6 +1,6 @@
 //! Events: CRUD with soft delete, cursor pages, filters and full-text search.
 
-use super::orgs::next_cursor;
+use super::paging::next_cursor;
 use super::sql::args;
 use super::{Result, SqlStore, StoreError};
 use crate::clock::Millis;

@@ -1,5 +1,6 @@
 //! Orgs and their members.
 
+use super::paging::next_cursor;
 use super::sql::args;
 use super::{Conflict, Result, SqlStore, StoreError};
 use crate::model::{Member, Org, Page};
@@ -179,20 +180,4 @@ async fn keeps_an_owner(tx: &mut super::sql::Tx, org: &str) -> Result<()> {
         return Err(Conflict::LastOwner.into());
     }
     Ok(())
-}
-
-/// Trims the look-ahead row fetched to learn whether another page follows, and returns the
-/// cursor of that next page.
-pub(crate) fn next_cursor<T>(
-    items: &mut Vec<T>,
-    limit: i64,
-    cursor_of: impl Fn(&T) -> String,
-) -> Option<String> {
-    let limit = usize::try_from(limit).unwrap_or(0);
-    if items.len() > limit {
-        items.truncate(limit);
-        items.last().map(cursor_of)
-    } else {
-        None
-    }
 }

@@ -5,10 +5,10 @@
 //! constraint on the table backs it up.
 
 use super::idempotency::{self, KeyUse};
-use super::orgs::next_cursor;
+use super::paging::next_cursor;
+use super::seats::{load_ticket, offer_seats};
 use super::sessions::load as load_session;
 use super::sql::{Tx, args};
-use super::waitlist::offer_seats;
 use super::{Conflict, Created, Result, SqlStore, StoreError};
 use crate::model::{Page, Ticket, TicketStatus};
 use async_trait::async_trait;
@@ -53,30 +53,8 @@ pub trait TicketStore {
     async fn has_ticket_for_room(&self, org: &str, user: &str, room: &RoomName) -> Result<bool>;
 }
 
-pub(crate) const TICKET_SELECT: &str = "select id, org_id, session_id, event_id, user_id, tier, \
-     status, offer_id, created_at, cancelled_at from tickets where org_id = $1 and id = $2";
-
-pub(crate) async fn holds_ticket(
-    tx: &mut Tx,
-    org: &str,
-    session: &str,
-    user: &str,
-) -> Result<bool> {
-    Ok(tx
-        .fetch_optional::<(String,)>(
-            "select id from tickets where org_id = $1 and session_id = $2 and user_id = $3 \
-             and status = 'active'",
-            args![org, session, user],
-        )
-        .await?
-        .is_some())
-}
-
 async fn load(tx: &mut Tx, org: &str, id: &str, holder: Option<&str>) -> Result<Ticket> {
-    let ticket: Ticket = tx
-        .fetch_optional(TICKET_SELECT, args![org, id])
-        .await?
-        .ok_or(StoreError::NotFound)?;
+    let ticket = load_ticket(tx, org, id).await?;
     match holder {
         Some(user) if ticket.user_id != user => Err(StoreError::NotFound),
         _ => Ok(ticket),

@@ -1,14 +1,10 @@
 //! Waitlists: a line per session, VIP before standard and first come first served within a
-//! tier; offers that hold a seat until they expire.
-//!
-//! Seats: `sessions.issued` counts active tickets and `sessions.held` open offers. A purchase
-//! needs `issued + held < capacity`; an offer moves a free seat into `held`, and accepting it
-//! moves that seat to `issued`, so an accept never competes with purchases and never
-//! oversells. Decline, expiry and ticket cancellation free a seat and offer it to the next
-//! person in the same transaction.
+//! tier; offers that hold a seat until they expire. The seat bookkeeping behind offers is
+//! [`super::seats`]'s.
 
 use super::idempotency::{self, KeyUse};
 use super::outbox::push;
+use super::seats::{OFFER_SELECT, holds_ticket, line_moved, load_ticket, offer_seats, update};
 use super::sessions::load as load_session;
 use super::sql::{Tx, args};
 use super::{Conflict, Created, Result, SqlStore, StoreError};
@@ -16,18 +12,11 @@ use crate::clock::Millis;
 use crate::model::{EntryStatus, Offer, OfferStatus, Ticket, WaitlistEntry};
 use async_trait::async_trait;
 use evd_protocol::auth::Tier;
-use evd_protocol::event::{
-    Event, WaitlistOffer, WaitlistStatus, WaitlistUpdate as WaitlistUpdateEvent,
-};
+use evd_protocol::event::WaitlistStatus;
 use tracing::instrument;
 
 /// Most offers one "offer the next N" call makes.
 pub const MAX_OFFERS_PER_CALL: i64 = 100;
-
-/// How many people at the front of a line are told their new position when it moves.
-/// Those further back learn it when they ask; telling everyone would cost a row per person
-/// per movement.
-pub const POSITION_NOTICES: i64 = 50;
 
 /// A request to join a waitlist.
 #[derive(Debug, Clone)]
@@ -74,29 +63,11 @@ pub trait WaitlistStore {
     async fn decline_offer(&self, org: &str, offer: &str, user: &str) -> Result<Offer>;
 }
 
-pub(crate) const OFFER_SELECT: &str = "select id, session_id, user_id, status, expires_at, created_at, \
-     answered_at, ticket_id from waitlist_offers where org_id = $1 and id = $2";
-
-#[derive(Debug, sqlx::FromRow)]
-struct Line {
-    id: String,
-    user_id: String,
-}
-
 fn priority(tier: Tier) -> i64 {
     match tier {
         Tier::Vip => 0,
         Tier::Standard => 1,
     }
-}
-
-fn update(session: &str, status: WaitlistStatus, position: Option<i64>) -> Event {
-    Event::WaitlistUpdate(WaitlistUpdateEvent {
-        outbox_id: None,
-        session: session.to_owned(),
-        status,
-        position: position.and_then(|p| u64::try_from(p).ok()),
-    })
 }
 
 async fn position(tx: &mut Tx, org: &str, session: &str, priority: i64, seq: i64) -> Result<i64> {
@@ -110,129 +81,6 @@ async fn position(tx: &mut Tx, org: &str, session: &str, priority: i64, seq: i64
     Ok(ahead + 1)
 }
 
-/// Tells the front of the line its positions after it moved.
-async fn line_moved(tx: &mut Tx, org: &str, session: &str, now: Millis) -> Result<()> {
-    let front: Vec<Line> = tx
-        .fetch_all(
-            "select id, user_id from waitlist_entries where org_id = $1 \
-             and session_id = $2 and status = 'waiting' order by priority, seq limit $3",
-            args![org, session, POSITION_NOTICES],
-        )
-        .await?;
-    for (i, entry) in (1i64..).zip(&front) {
-        let ev = update(session, WaitlistStatus::Waiting, Some(i));
-        push(tx, org, &format!("user:{}", entry.user_id), &ev, now).await?;
-    }
-    Ok(())
-}
-
-/// Offers up to `n` free seats to the front of the line, in `tx`.
-pub(crate) async fn offer_seats(
-    tx: &mut Tx,
-    org: &str,
-    session: &str,
-    n: i64,
-    now: Millis,
-    ttl: Millis,
-) -> Result<Vec<Offer>> {
-    let line: Vec<Line> = tx
-        .fetch_all(
-            "select id, user_id from waitlist_entries where org_id = $1 \
-             and session_id = $2 and status = 'waiting' order by priority, seq limit $3",
-            args![org, session, n],
-        )
-        .await?;
-    let mut offers = Vec::with_capacity(line.len());
-    for entry in line {
-        let held = tx
-            .execute(
-                "update sessions set held = held + 1 where org_id = $1 and id = $2 \
-                 and issued + held < capacity",
-                args![org, session],
-            )
-            .await?;
-        if held == 0 {
-            break;
-        }
-        let offer: Offer = tx
-            .fetch_one(
-                "insert into waitlist_offers (id, org_id, session_id, entry_id, user_id, status, \
-                 expires_at, created_at) values ($1, $2, $3, $4, $5, 'open', $6, $7) \
-                 returning id, session_id, user_id, status, expires_at, created_at, \
-                 answered_at, ticket_id",
-                args![
-                    super::new_id(),
-                    org,
-                    session,
-                    &entry.id,
-                    &entry.user_id,
-                    now.saturating_add(ttl),
-                    now
-                ],
-            )
-            .await?;
-        tx.execute(
-            "update waitlist_entries set status = 'offered', updated_at = $3 \
-             where org_id = $1 and id = $2",
-            args![org, &entry.id, now],
-        )
-        .await?;
-        let ev = Event::WaitlistOffer(WaitlistOffer {
-            outbox_id: None,
-            offer: offer.id.clone(),
-            session: session.to_owned(),
-            expires_at: offer.expires_at,
-        });
-        push(tx, org, &format!("user:{}", entry.user_id), &ev, now).await?;
-        offers.push(offer);
-    }
-    if !offers.is_empty() {
-        line_moved(tx, org, session, now).await?;
-    }
-    Ok(offers)
-}
-
-/// Ends an open offer without a ticket (declined or expired): frees its seat, ends the
-/// entry, tells the user, and offers the seat to the next person.
-pub(crate) async fn end_offer(
-    tx: &mut Tx,
-    org: &str,
-    offer: &Offer,
-    status: OfferStatus,
-    now: Millis,
-    ttl: Millis,
-) -> Result<()> {
-    let (entry_status, wire) = match status {
-        OfferStatus::Declined => (EntryStatus::Declined, WaitlistStatus::Declined),
-        _ => (EntryStatus::Expired, WaitlistStatus::Expired),
-    };
-    let ended = tx
-        .execute(
-            "update waitlist_offers set status = $3, answered_at = $4 \
-             where org_id = $1 and id = $2 and status = 'open'",
-            args![org, &offer.id, status.as_str(), now],
-        )
-        .await?;
-    if ended == 0 {
-        return Err(Conflict::OfferAnswered.into());
-    }
-    tx.execute(
-        "update waitlist_entries set status = $3, updated_at = $4 where org_id = $1 \
-         and id = (select entry_id from waitlist_offers where org_id = $1 and id = $2)",
-        args![org, &offer.id, entry_status.as_str(), now],
-    )
-    .await?;
-    tx.execute(
-        "update sessions set held = held - 1 where org_id = $1 and id = $2",
-        args![org, &offer.session_id],
-    )
-    .await?;
-    let ev = update(&offer.session_id, wire, None);
-    push(tx, org, &format!("user:{}", offer.user_id), &ev, now).await?;
-    offer_seats(tx, org, &offer.session_id, 1, now, ttl).await?;
-    Ok(())
-}
-
 async fn load_offer(tx: &mut Tx, org: &str, id: &str, user: &str) -> Result<Offer> {
     let offer: Offer = tx
         .fetch_optional(OFFER_SELECT, args![org, id])
@@ -242,12 +90,6 @@ async fn load_offer(tx: &mut Tx, org: &str, id: &str, user: &str) -> Result<Offe
         return Err(StoreError::NotFound);
     }
     Ok(offer)
-}
-
-async fn load_ticket(tx: &mut Tx, org: &str, id: &str) -> Result<Ticket> {
-    tx.fetch_optional(super::tickets::TICKET_SELECT, args![org, id])
-        .await?
-        .ok_or(StoreError::NotFound)
 }
 
 #[async_trait]
@@ -277,7 +119,7 @@ impl WaitlistStore for SqlStore {
                 created: false,
             });
         }
-        if super::tickets::holds_ticket(&mut tx, org, req.session, req.user).await? {
+        if holds_ticket(&mut tx, org, req.session, req.user).await? {
             return Err(Conflict::Duplicate("a ticket for this session").into());
         }
         let (seq,): (i64,) = tx
@@ -339,15 +181,7 @@ impl WaitlistStore for SqlStore {
                     args![org, &entry],
                 )
                 .await?;
-            end_offer(
-                &mut tx,
-                org,
-                &offer,
-                OfferStatus::Declined,
-                now,
-                self.offer_ttl_ms,
-            )
-            .await?;
+            self.decline(&mut tx, org, &offer, now).await?;
         } else {
             tx.execute(
                 "update waitlist_entries set status = 'left', updated_at = $3 \
@@ -443,17 +277,7 @@ impl WaitlistStore for SqlStore {
                 created: false,
             });
         }
-        match offer.status {
-            OfferStatus::Open => {}
-            OfferStatus::Expired => return Err(Conflict::OfferExpired.into()),
-            _ => return Err(Conflict::OfferAnswered.into()),
-        }
-        if offer.expires_at <= now {
-            // Too late: settle the lapse now (the seat goes to the next person), then refuse.
-            drop(tx);
-            self.expire_offer(org, offer_id, now).await?;
-            return Err(Conflict::OfferExpired.into());
-        }
+        let mut tx = self.answerable(tx, org, &offer, now).await?;
         let (tier, event_id): (String, String) = tx
             .fetch_one(
                 "select e.tier, s.event_id from waitlist_offers o \
@@ -516,26 +340,8 @@ impl WaitlistStore for SqlStore {
         let now = self.now();
         let mut tx = self.write(org).await?;
         let offer = load_offer(&mut tx, org, offer_id, user).await?;
-        match offer.status {
-            OfferStatus::Open if offer.expires_at > now => {
-                end_offer(
-                    &mut tx,
-                    org,
-                    &offer,
-                    OfferStatus::Declined,
-                    now,
-                    self.offer_ttl_ms,
-                )
-                .await?;
-            }
-            OfferStatus::Open => {
-                drop(tx);
-                self.expire_offer(org, offer_id, now).await?;
-                return Err(Conflict::OfferExpired.into());
-            }
-            OfferStatus::Expired => return Err(Conflict::OfferExpired.into()),
-            _ => return Err(Conflict::OfferAnswered.into()),
-        }
+        let mut tx = self.answerable(tx, org, &offer, now).await?;
+        self.decline(&mut tx, org, &offer, now).await?;
         let offer = load_offer(&mut tx, org, offer_id, user).await?;
         self.commit(tx, true).await?;
         Ok(offer)
@@ -543,26 +349,20 @@ impl WaitlistStore for SqlStore {
 }
 
 impl SqlStore {
-    /// Expires an open offer that is due, in a transaction of its own. False when it was
-    /// answered or swept meanwhile.
-    pub(crate) async fn expire_offer(&self, org: &str, id: &str, now: Millis) -> Result<bool> {
-        let mut tx = self.write(org).await?;
-        let offer: Option<Offer> = tx.fetch_optional(OFFER_SELECT, args![org, id]).await?;
-        let Some(offer) = offer else { return Ok(false) };
-        if offer.status != OfferStatus::Open || offer.expires_at > now {
-            return Ok(false);
+    /// Passes `tx` on while `offer` can still be answered. Otherwise refuses; an open offer
+    /// that lapsed unswept is expired first (its seat goes to the next person), after `tx`
+    /// is given up.
+    async fn answerable(&self, tx: Tx, org: &str, offer: &Offer, now: Millis) -> Result<Tx> {
+        match offer.status {
+            OfferStatus::Open if offer.expires_at > now => Ok(tx),
+            OfferStatus::Open => {
+                drop(tx);
+                self.expire_offer(org, &offer.id, now).await?;
+                Err(Conflict::OfferExpired.into())
+            }
+            OfferStatus::Expired => Err(Conflict::OfferExpired.into()),
+            _ => Err(Conflict::OfferAnswered.into()),
         }
-        end_offer(
-            &mut tx,
-            org,
-            &offer,
-            OfferStatus::Expired,
-            now,
-            self.offer_ttl_ms,
-        )
-        .await?;
-        self.commit(tx, true).await?;
-        Ok(true)
     }
 }
 

@@ -1,0 +1,33 @@
+//! What every handler shares: the store, the token verifier, the rate limiter and the body
+//! limit.
+
+use crate::rate_limit::RateLimiter;
+use crate::settings::Settings;
+use crate::store::Store;
+use evd_protocol::auth::{JwtConfigError, Verifier};
+use std::sync::Arc;
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The system of record.
+    pub store: Arc<dyn Store>,
+    /// Checks bearer tokens.
+    pub verifier: Arc<Verifier>,
+    /// Per-user request buckets.
+    pub rate_limiter: Arc<RateLimiter>,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+}
+
+impl AppState {
+    /// State for `settings`, over `store`.
+    pub fn new(store: Arc<dyn Store>, settings: &Settings) -> Result<AppState, JwtConfigError> {
+        Ok(AppState {
+            store,
+            verifier: Arc::new(settings.jwt.verifier()?),
+            rate_limiter: Arc::new(RateLimiter::new(settings.rate_limit)),
+            max_body_bytes: settings.max_body_bytes,
+        })
+    }
+}
