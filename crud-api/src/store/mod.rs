@@ -318,12 +318,13 @@ impl SqlStore {
         Ok(())
     }
 
-    /// Closes the pools.
+    /// Closes the pools: new acquires are refused at once, then it waits for those in use.
     pub async fn close(&self) {
         match &self.db {
+            // Both at once: each refuses new acquires on its first poll, so nothing (a
+            // readiness check on the read pool, say) is served while the writer drains.
             Db::Sqlite { write, read } => {
-                send(write.close()).await;
-                send(read.close()).await;
+                futures_util::future::join(send(write.close()), send(read.close())).await;
             }
             Db::Postgres(pool) => send(pool.close()).await,
         }
