@@ -1,6 +1,9 @@
 //! The resources, as the store returns them and the API shows them.
 //!
 //! Times are unix milliseconds inside ([`Millis`]) and RFC 3339 strings on the REST wire.
+//!
+//! Long (about 500 lines) because it is the flat list of every resource's shapes, each a few
+//! lines; split per resource they would be read together anyway.
 
 use crate::clock::Millis;
 use evd_protocol::auth::{Role, Tier};

@@ -12,6 +12,9 @@
 //! HS256 is the default; RS256 and ES256 public keys are supported. The verifier accepts exactly
 //! the one algorithm of its key, so `alg:none` and algorithm confusion (an HS256 token "signed"
 //! with an RSA public key) are always refused. `aud` and `iss` are checked when configured.
+//!
+//! Long (about 550 lines) because claims, verifier and signer are one contract: the same key
+//! handling and algorithm rules must hold on both sides, so they are read together.
 
 use crate::room::validate_id;
 use jsonwebtoken::errors::ErrorKind;

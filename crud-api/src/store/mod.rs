@@ -10,6 +10,9 @@
 //!
 //! Writes that live clients must see (a poll opened or closed, a waitlist offer or update, a
 //! session changed, a question hidden) add an [`outbox`] row in the same transaction.
+//!
+//! Long (about 480 lines) because it is the store's face: the contract traits every backend
+//! implements, the pools, and the transaction helpers every store file uses.
 
 mod chat;
 mod events;
