@@ -23,6 +23,7 @@ pub mod openapi;
 pub mod rate_limit;
 mod routes;
 pub mod settings;
+pub mod signal;
 pub mod store;
 pub mod telemetry;
 #[cfg(any(test, feature = "test-util"))]
