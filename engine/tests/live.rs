@@ -18,31 +18,9 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// Each test runs on SQLite, and on PostgreSQL when `EVD_TEST_DATABASE_URL` is set.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(evd_api::test_util::TestDb::sqlite()).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    if let Some(db) = evd_api::test_util::TestDb::postgres("end-to-end").await {
-                        super::$name(db).await
-                    }
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends!(
+// Each test runs on SQLite, and on PostgreSQL when `EVD_TEST_DATABASE_URL` is set.
+evd_api::on_both_backends!(
+    "end-to-end";
     polls_reach_every_member_and_close_with_the_stored_counts,
     room_access_follows_tickets,
     questions_are_asked_upvoted_and_hidden,
