@@ -924,48 +924,17 @@ async fn a_burst_of_ten_thousand_votes_is_counted_exactly(db: TestDb) {
     live.stop().await;
 }
 
-/// Starts `evd serve` over `url`; returns the process and its address.
-async fn spawn_evd(url: &str) -> (tokio::process::Child, std::net::SocketAddr) {
-    use tokio::io::AsyncBufReadExt;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_evd"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("EVD_JWT_SECRET", SECRET)
-        .env("EVD_DATABASE_URL", url)
-        .env("EVD_LIMITS_CONN_RATE_PER_IP", "0")
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = tokio::time::timeout(PATIENCE, lines.next_line())
-            .await
-            .unwrap()
-            .unwrap()
-            .expect("banner");
-        if let Some(rest) = line.strip_prefix("evd listening on ws://") {
-            break rest.trim_end_matches("/ws").parse().unwrap();
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
+/// Starts `evd serve` over `url`.
+async fn spawn_evd(url: &str) -> Evd {
+    let mut cmd = evd_command(url);
+    cmd.env("EVD_LIMITS_CONN_RATE_PER_IP", "0")
+        .args(["serve", "--listen", "127.0.0.1:0"]);
+    Evd::spawn(cmd, None).await
 }
 
 async fn a_vote_acknowledged_before_a_crash_is_kept(db: TestDb) {
-    let signer = evd_protocol::auth::JwtSettings {
-        secret: Some(SECRET.into()),
-        ..Default::default()
-    }
-    .signer()
-    .unwrap();
-    let (mut first, addr) = spawn_evd(&db.url).await;
-    let remote = Remote {
-        addr,
-        signer: signer.clone(),
-    };
+    let mut first = spawn_evd(&db.url).await;
+    let remote = first.remote();
     let (owner, _event, session) = remote.seed("acme", "olive", 10).await;
     let (poll, options) = remote.create_poll(&owner, &session, &["yes", "no"]).await;
     let token = remote.token_with(
@@ -975,23 +944,15 @@ async fn a_vote_acknowledged_before_a_crash_is_kept(db: TestDb) {
         None,
         &[&format!("session:{session}")],
     );
-    let mut ann = Client::connect(&format!("ws://{addr}/ws"), &token, Codec::Json).await;
+    let mut ann = Client::connect(&first.url, &token, Codec::Json).await;
     assert!(is_ack(&ann.vote(&poll, &options[1]).await));
     // SIGKILL right after the ACK: no drain, no flush.
-    let pid = first.id().unwrap().to_string();
-    assert!(
-        tokio::process::Command::new("kill")
-            .args(["-KILL", &pid])
-            .status()
-            .await
-            .unwrap()
-            .success()
-    );
-    first.wait().await.unwrap();
+    assert!(first.signal("KILL").await);
+    first.child.wait().await.unwrap();
     drop(ann);
 
-    let (mut second, addr) = spawn_evd(&db.url).await;
-    let remote = Remote { addr, signer };
+    let mut second = spawn_evd(&db.url).await;
+    let remote = second.remote();
     let (status, results) = remote.get(&format!("/polls/{poll}/results"), &owner).await;
     assert_eq!(status, 200, "{results}");
     assert_eq!(results["total"], 1, "{results}");
@@ -1002,13 +963,8 @@ async fn a_vote_acknowledged_before_a_crash_is_kept(db: TestDb) {
         .find(|o| o["id"] == options[1].as_str())
         .unwrap();
     assert_eq!(no["votes"], 1);
-    let pid = second.id().unwrap().to_string();
-    tokio::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
-    tokio::time::timeout(PATIENCE, second.wait())
+    second.signal("TERM").await;
+    tokio::time::timeout(PATIENCE, second.child.wait())
         .await
         .expect("drains and exits")
         .unwrap();
