@@ -258,6 +258,14 @@ impl BrokerHandler for Recorder {
     }
 }
 
+/// Broker settings for the standalone Redis at `EVD_TEST_REDIS_URL`; `None` when it is unset.
+fn standalone() -> Option<BrokerSettings> {
+    Some(BrokerSettings {
+        url: service("EVD_TEST_REDIS_URL")?,
+        ..BrokerSettings::default()
+    })
+}
+
 /// A broker on the standalone Redis, a second handle on its clients, and what it delivers.
 async fn standalone_broker(
     node: &str,
@@ -274,12 +282,8 @@ async fn standalone_broker(
 
 #[tokio::test]
 async fn standalone_history_idempotency_and_epochs() {
-    let Some(url) = service("EVD_TEST_REDIS_URL") else {
+    let Some(settings) = standalone() else {
         return;
-    };
-    let settings = BrokerSettings {
-        url,
-        ..BrokerSettings::default()
     };
     let history = HistorySettings {
         size: 3,
@@ -385,12 +389,8 @@ async fn standalone_history_idempotency_and_epochs() {
 
 #[tokio::test]
 async fn a_redis_broker_is_ready_only_while_connected() {
-    let Some(url) = service("EVD_TEST_REDIS_URL") else {
+    let Some(settings) = standalone() else {
         return;
-    };
-    let settings = BrokerSettings {
-        url,
-        ..BrokerSettings::default()
     };
     let shutdown = Shutdown::new();
     let (broker, clients, _) =
@@ -404,14 +404,13 @@ async fn a_redis_broker_is_ready_only_while_connected() {
 
 #[tokio::test]
 async fn standalone_probe_catches_subscriptions_that_silently_died() {
-    let Some(url) = service("EVD_TEST_REDIS_URL") else {
+    let Some(settings) = standalone() else {
         return;
     };
     let settings = BrokerSettings {
-        url,
         probe_interval_ms: 100,
         probe_timeout_ms: 500,
-        ..BrokerSettings::default()
+        ..settings
     };
     let shutdown = Shutdown::new();
     let node = format!("probe-{}", fastrand::u32(..));

@@ -139,6 +139,21 @@ fn is_ack(e: &Event) -> bool {
     matches!(e, Event::Ack(_))
 }
 
+/// A poll's stored results as option id → votes.
+fn votes_by_option(results: &serde_json::Value) -> BTreeMap<String, u64> {
+    results["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["id"].as_str().unwrap().to_owned(),
+                o["votes"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
 async fn attendee(srv: &TestServer, user: &str, org: &str, codec: Codec) -> Client {
     Client::connect(
         &srv.url(),
@@ -249,17 +264,7 @@ async fn polls_reach_every_member_and_close_with_the_stored_counts(db: TestDb) {
         .await;
     assert_eq!(status, 200, "{closed}");
     let (_, stored) = srv.get(&format!("/polls/{poll}/results"), &owner).await;
-    let stored: BTreeMap<String, u64> = stored["options"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| {
-            (
-                o["id"].as_str().unwrap().to_owned(),
-                o["votes"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    let stored = votes_by_option(&stored);
     assert_eq!(stored, expect);
     for c in &mut members {
         let closed = c
@@ -868,17 +873,7 @@ async fn a_burst_of_ten_thousand_votes_is_counted_exactly(db: TestDb) {
     let mut expected = Vec::new();
     for (poll, options) in polls.iter() {
         let (_, stored) = srv.get(&format!("/polls/{poll}/results"), &owner).await;
-        let counts: BTreeMap<String, u64> = stored["options"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|o| {
-                (
-                    o["id"].as_str().unwrap().to_owned(),
-                    o["votes"].as_u64().unwrap(),
-                )
-            })
-            .collect();
+        let counts = votes_by_option(&stored);
         let want: BTreeMap<String, u64> = options
             .iter()
             .enumerate()

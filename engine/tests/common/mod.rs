@@ -125,6 +125,19 @@ impl TestServer {
         Client::connect(&self.url(), &token, codec).await
     }
 
+    /// Organizers `u0`, `u1`, … of org `o1`, one speaking each codec, all joined to `room`.
+    pub async fn members(&self, room: &str, codecs: &[Codec]) -> Vec<Client> {
+        let mut members = Vec::new();
+        for (i, codec) in codecs.iter().enumerate() {
+            let mut c = self
+                .client(&format!("u{i}"), "o1", Role::Organizer, *codec)
+                .await;
+            c.joined(room).await;
+            members.push(c);
+        }
+        members
+    }
+
     /// Sends the shutdown signal and waits for `serve` to return.
     pub async fn shutdown(mut self) {
         if let Some(tx) = self.stop.take() {
