@@ -23,6 +23,7 @@ pub mod openapi;
 pub mod rate_limit;
 mod routes;
 pub mod settings;
+pub mod signal;
 pub mod state;
 pub mod store;
 pub mod telemetry;

@@ -3,6 +3,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use evd_api::settings::Settings;
+use evd_api::signal::shutdown_signal;
 use evd_protocol::auth::{Claims, Role, Tier};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -112,27 +113,4 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     });
     evd_api::run(listener, settings, shutdown).await?;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
 }

@@ -1,6 +1,7 @@
 //! Databases for tests: a temporary SQLite file, or a fresh PostgreSQL database on the server at
 //! `EVD_TEST_DATABASE_URL`, dropped when the [`TestDb`] is. Used by this crate's suite and by the
-//! engine's end-to-end tests (feature `test-util`).
+//! engine's end-to-end tests (feature `test-util`), with [`on_both_backends!`](crate::on_both_backends)
+//! to run one test on each.
 
 use sqlx::Connection;
 
@@ -100,6 +101,48 @@ fn skipped(suite: &str, why: &str) {
             "note: the PostgreSQL {suite} tests pass without running: {why}"
         );
     });
+}
+
+/// Defines each named test twice, in modules `sqlite` and `postgres`: once on a
+/// [`TestDb::sqlite`], and once on a [`TestDb::postgres`] (which passes without running when
+/// PostgreSQL is not configured). Each `async fn name(arg)` sits beside the macro call and gets
+/// `setup(db).await` as its argument, or the [`TestDb`] itself when no `setup` is given. `suite`
+/// names the tests in the note said when PostgreSQL is skipped. The calling crate needs `tokio`.
+///
+/// ```ignore
+/// evd_api::on_both_backends!("end-to-end"; polls_close, votes_count);
+/// evd_api::on_both_backends!("conformance", crate::common::TestApp::new; orgs_have_owners);
+/// ```
+#[macro_export]
+macro_rules! on_both_backends {
+    ($suite:literal; $($name:ident),* $(,)?) => {
+        $crate::on_both_backends!(
+            $suite,
+            |db: $crate::test_util::TestDb| async move { db };
+            $($name),*
+        );
+    };
+    ($suite:literal, $setup:expr; $($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let db = $crate::test_util::TestDb::sqlite();
+                    super::$name($setup(db).await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(db) = $crate::test_util::TestDb::postgres($suite).await {
+                        super::$name($setup(db).await).await;
+                    }
+                }
+            )*
+        }
+    };
 }
 
 /// `url` with its database name replaced by `name`.

@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use evd_api::signal::shutdown_signal;
 use evd_engine::Settings;
 use evd_protocol::auth::{Claims, Role, Tier};
 use std::io::IsTerminal;
@@ -173,27 +174,6 @@ async fn serve(settings: Settings, mode: Mode) -> anyhow::Result<()> {
     }
     tracing::info!("evd stopped");
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
 }
 
 fn init_tracing() {

@@ -4,20 +4,13 @@ mod common;
 
 use common::*;
 use evd_protocol::Codec;
-use evd_protocol::auth::{JwtSettings, Role, Tier};
+use evd_protocol::auth::{Role, Tier};
 use evd_protocol::event::Event;
-use std::process::Stdio;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
+/// `evd` over a database of its own, in memory unless a test names a file.
 fn evd() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_evd"));
-    c.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("EVD_JWT_SECRET", SECRET)
-        // Each run gets its own database, in memory unless a test names a file.
-        .env("EVD_DATABASE_URL", "sqlite::memory:");
-    c
+    evd_command("sqlite::memory:")
 }
 
 #[tokio::test]
@@ -46,11 +39,7 @@ async fn token_prints_a_verifiable_token_and_nothing_else() {
     let stdout = String::from_utf8(out.stdout).unwrap();
     let token = stdout.trim_end();
     assert_eq!(stdout.lines().count(), 1, "only the token: {stdout:?}");
-    let jwt = JwtSettings {
-        secret: Some(SECRET.into()),
-        ..Default::default()
-    };
-    let claims = jwt.verifier().unwrap().verify(token).unwrap();
+    let claims = jwt().verifier().unwrap().verify(token).unwrap();
     assert_eq!(
         (claims.sub.as_str(), claims.org.as_str(), claims.role),
         ("u9", "o9", Role::Organizer)
@@ -97,45 +86,16 @@ async fn bad_configuration_exits_with_a_clear_message() {
 
 #[tokio::test]
 async fn serve_drains_on_sigterm() {
-    let mut child = evd()
-        .env("EVD_DRAIN_GRACE_MS", "300")
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    // The banner names the bound address.
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let url = loop {
-        let line = tokio::time::timeout(PATIENCE, lines.next_line())
-            .await
-            .unwrap()
-            .unwrap()
-            .expect("banner");
-        if let Some(rest) = line.strip_prefix("evd listening on ") {
-            break rest.trim().to_string();
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    let jwt = JwtSettings {
-        secret: Some(SECRET.into()),
-        ..Default::default()
-    };
+    let mut cmd = evd();
+    cmd.env("EVD_DRAIN_GRACE_MS", "300")
+        .args(["serve", "--listen", "127.0.0.1:0"]);
+    let mut evd = Evd::spawn(cmd, None).await;
     let claims = evd_protocol::auth::Claims::new("u1", "o1", Role::Organizer, now(), 600);
-    let token = jwt.signer().unwrap().sign(&claims).unwrap();
-    let mut c = Client::connect(&url, &token, Codec::Json).await;
+    let token = jwt().signer().unwrap().sign(&claims).unwrap();
+    let mut c = Client::connect(&evd.url, &token, Codec::Json).await;
     c.joined("event:E1").await;
 
-    let pid = child.id().unwrap().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .await
-            .unwrap()
-            .success()
-    );
+    assert!(evd.signal("TERM").await);
     let (events, close) = c.events_until_close().await;
     assert!(
         events.iter().any(|e| matches!(e, Event::Reconnect(_))),
@@ -143,7 +103,7 @@ async fn serve_drains_on_sigterm() {
     );
     assert_eq!(u16::from(close.expect("close frame").code), 4001);
     drop(c);
-    let status = tokio::time::timeout(PATIENCE, child.wait())
+    let status = tokio::time::timeout(PATIENCE, evd.child.wait())
         .await
         .expect("exits after the drain")
         .unwrap();

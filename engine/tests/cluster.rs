@@ -19,19 +19,16 @@ use evd_engine::broker::{Broker, BrokerHandler, HistoryRequest, NewMessage};
 use evd_engine::room_key::RoomKey;
 use evd_engine::settings::{BrokerSettings, HistorySettings};
 use evd_protocol::Codec;
-use evd_protocol::auth::{Claims, JwtSettings, Role};
+use evd_protocol::auth::{Claims, Role};
 use evd_protocol::bus::{Body, Envelope};
 use evd_protocol::event::{Event, RoomJoined};
 use evd_protocol::op::{JoinRoom, Op, SendMessage, StreamPosition};
 use fred::prelude::{ClientLike, HashesInterface, KeysInterface, PubsubInterface};
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
 /// Generous bound on anything that should converge (delivery after a fault, presence expiry).
 const CONVERGE: Duration = Duration::from_secs(45);
@@ -57,90 +54,39 @@ fn org() -> String {
 }
 
 fn token(user: &str, org: &str) -> String {
-    let jwt = JwtSettings {
-        secret: Some(SECRET.into()),
-        ..Default::default()
-    };
     let claims = Claims::new(user, org, Role::Organizer, now(), 3600);
-    jwt.signer().unwrap().sign(&claims).unwrap()
+    jwt().signer().unwrap().sign(&claims).unwrap()
 }
 
-/// One `evd engine` process.
-struct Engine {
-    child: Child,
-    url: String,
+/// One `evd engine` node on `broker`, named `id`, over an in-memory store.
+async fn start_engine(broker: &str, id: &str) -> Evd {
+    start_node(broker, id, "engine", "sqlite::memory:").await
 }
 
-impl Engine {
-    async fn start(broker: &str, id: &str) -> Engine {
-        Engine::start_with(broker, id, "engine", "sqlite::memory:").await
-    }
-
-    /// `mode` is `engine` or `serve` (with the REST API); `db` the store.
-    async fn start_with(broker: &str, id: &str, mode: &str, db: &str) -> Engine {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_evd"))
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("EVD_JWT_SECRET", SECRET)
-            .env("EVD_DATABASE_URL", db)
-            .env("EVD_BROKER_URL", broker)
-            .env("EVD_NODE_ID", id)
-            .env("EVD_TICK_MS", "20")
-            .env("EVD_LIMITS_CONN_RATE_PER_IP", "0")
-            .env("EVD_DRAIN_GRACE_MS", "200")
-            .env("EVD_PRESENCE_TTL_MS", PRESENCE_TTL_MS.to_string())
-            .env("EVD_BROKER_PROBE_INTERVAL_MS", "200")
-            .env("EVD_BROKER_PROBE_TIMEOUT_MS", "1000")
-            .env("EVD_BROKER_UNSUBSCRIBE_DELAY_MS", "300")
-            .env("EVD_BROKER_COMMAND_TIMEOUT_MS", "1000")
-            .env("EVD_LOG", "info,fred=warn")
-            .args([mode, "--listen", "127.0.0.1:0"])
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let url = loop {
-            let line = tokio::time::timeout(PATIENCE, lines.next_line())
-                .await
-                .expect("the node starts")
-                .unwrap()
-                .unwrap_or_else(|| panic!("node {id} exited before listening"));
-            if let Some(rest) = line.strip_prefix("evd listening on ") {
-                break rest.trim().to_string();
-            }
-            eprintln!("[{id}] {line}");
-        };
-        let id = id.to_owned();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                eprintln!("[{id}] {line}");
-            }
-        });
-        Engine { child, url }
-    }
-
-    async fn metrics(&self) -> String {
-        let http = self
-            .url
-            .replace("ws://", "http://")
-            .replace("/ws", "/metrics");
-        reqwest::get(http).await.unwrap().text().await.unwrap()
-    }
-
-    /// SIGKILL: no drain, no goodbye to Redis.
-    async fn kill(&mut self) {
-        self.child.start_kill().unwrap();
-        let _ = self.child.wait().await;
-    }
+/// One `evd` node on `broker`, named `id`: `mode` is `engine` or `serve` (with the REST API);
+/// `db` the store. Its log is echoed, each line marked with `id`.
+async fn start_node(broker: &str, id: &str, mode: &str, db: &str) -> Evd {
+    let mut cmd = evd_command(db);
+    cmd.env("EVD_BROKER_URL", broker)
+        .env("EVD_NODE_ID", id)
+        .env("EVD_TICK_MS", "20")
+        .env("EVD_LIMITS_CONN_RATE_PER_IP", "0")
+        .env("EVD_DRAIN_GRACE_MS", "200")
+        .env("EVD_PRESENCE_TTL_MS", PRESENCE_TTL_MS.to_string())
+        .env("EVD_BROKER_PROBE_INTERVAL_MS", "200")
+        .env("EVD_BROKER_PROBE_TIMEOUT_MS", "1000")
+        .env("EVD_BROKER_UNSUBSCRIBE_DELAY_MS", "300")
+        .env("EVD_BROKER_COMMAND_TIMEOUT_MS", "1000")
+        .env("EVD_LOG", "info,fred=warn")
+        .args([mode, "--listen", "127.0.0.1:0"]);
+    Evd::spawn(cmd, Some(id)).await
 }
 
-async fn engines(broker: &str, n: usize) -> Vec<Engine> {
+async fn engines(broker: &str, n: usize) -> Vec<Evd> {
     let tag = fastrand::u32(..);
     let mut out = Vec::new();
     for i in 0..n {
-        out.push(Engine::start(broker, &format!("n{i}-{tag}")).await);
+        out.push(start_engine(broker, &format!("n{i}-{tag}")).await);
     }
     out
 }
@@ -312,6 +258,14 @@ impl BrokerHandler for Recorder {
     }
 }
 
+/// Broker settings for the standalone Redis at `EVD_TEST_REDIS_URL`; `None` when it is unset.
+fn standalone() -> Option<BrokerSettings> {
+    Some(BrokerSettings {
+        url: service("EVD_TEST_REDIS_URL")?,
+        ..BrokerSettings::default()
+    })
+}
+
 /// A broker on the standalone Redis, a second handle on its clients, and what it delivers.
 async fn standalone_broker(
     node: &str,
@@ -328,12 +282,8 @@ async fn standalone_broker(
 
 #[tokio::test]
 async fn standalone_history_idempotency_and_epochs() {
-    let Some(url) = service("EVD_TEST_REDIS_URL") else {
+    let Some(settings) = standalone() else {
         return;
-    };
-    let settings = BrokerSettings {
-        url,
-        ..BrokerSettings::default()
     };
     let history = HistorySettings {
         size: 3,
@@ -439,12 +389,8 @@ async fn standalone_history_idempotency_and_epochs() {
 
 #[tokio::test]
 async fn a_redis_broker_is_ready_only_while_connected() {
-    let Some(url) = service("EVD_TEST_REDIS_URL") else {
+    let Some(settings) = standalone() else {
         return;
-    };
-    let settings = BrokerSettings {
-        url,
-        ..BrokerSettings::default()
     };
     let shutdown = Shutdown::new();
     let (broker, clients, _) =
@@ -458,14 +404,13 @@ async fn a_redis_broker_is_ready_only_while_connected() {
 
 #[tokio::test]
 async fn standalone_probe_catches_subscriptions_that_silently_died() {
-    let Some(url) = service("EVD_TEST_REDIS_URL") else {
+    let Some(settings) = standalone() else {
         return;
     };
     let settings = BrokerSettings {
-        url,
         probe_interval_ms: 100,
         probe_timeout_ms: 500,
-        ..BrokerSettings::default()
+        ..settings
     };
     let shutdown = Shutdown::new();
     let node = format!("probe-{}", fastrand::u32(..));
@@ -539,23 +484,11 @@ async fn poll_results_across_nodes_do_not_multiply() {
         return;
     };
     let tag = fastrand::u32(..);
-    let mut nodes = vec![Engine::start_with(&url, &format!("p0-{tag}"), "serve", &db.url).await];
+    let mut nodes = vec![start_node(&url, &format!("p0-{tag}"), "serve", &db.url).await];
     for i in 1..3 {
-        nodes.push(Engine::start_with(&url, &format!("p{i}-{tag}"), "serve", &db.url).await);
+        nodes.push(start_node(&url, &format!("p{i}-{tag}"), "serve", &db.url).await);
     }
-    let jwt = JwtSettings {
-        secret: Some(SECRET.into()),
-        ..Default::default()
-    };
-    let api = Remote {
-        addr: nodes[0]
-            .url
-            .trim_start_matches("ws://")
-            .trim_end_matches("/ws")
-            .parse()
-            .unwrap(),
-        signer: jwt.signer().unwrap(),
-    };
+    let api = nodes[0].remote();
     let org = org();
     let (owner, _event, session) = api.seed(&org, "olive", 100).await;
     let room = format!("session:{session}");
@@ -1084,11 +1017,7 @@ async fn redis_primary_loss_fanout_resumes_and_nothing_is_lost_silently() {
     let pid = cluster.pid(port);
     let (members, sent, killed) =
         chat_through_fault(urls, &nodes[0].url, &org, room, 10, 40, || async {
-            let ok = std::process::Command::new("kill")
-                .args(["-9", &pid])
-                .status()
-                .unwrap()
-                .success();
+            let ok = kill(&pid, "9").await;
             assert!(ok, "SIGKILL the primary of slot {slot} on port {port}");
         })
         .await;

@@ -18,31 +18,9 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// Each test runs on SQLite, and on PostgreSQL when `EVD_TEST_DATABASE_URL` is set.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(evd_api::test_util::TestDb::sqlite()).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    if let Some(db) = evd_api::test_util::TestDb::postgres("end-to-end").await {
-                        super::$name(db).await
-                    }
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends!(
+// Each test runs on SQLite, and on PostgreSQL when `EVD_TEST_DATABASE_URL` is set.
+evd_api::on_both_backends!(
+    "end-to-end";
     polls_reach_every_member_and_close_with_the_stored_counts,
     room_access_follows_tickets,
     questions_are_asked_upvoted_and_hidden,
@@ -161,6 +139,21 @@ fn is_ack(e: &Event) -> bool {
     matches!(e, Event::Ack(_))
 }
 
+/// A poll's stored results as option id → votes.
+fn votes_by_option(results: &serde_json::Value) -> BTreeMap<String, u64> {
+    results["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["id"].as_str().unwrap().to_owned(),
+                o["votes"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
 async fn attendee(srv: &TestServer, user: &str, org: &str, codec: Codec) -> Client {
     Client::connect(
         &srv.url(),
@@ -271,17 +264,7 @@ async fn polls_reach_every_member_and_close_with_the_stored_counts(db: TestDb) {
         .await;
     assert_eq!(status, 200, "{closed}");
     let (_, stored) = srv.get(&format!("/polls/{poll}/results"), &owner).await;
-    let stored: BTreeMap<String, u64> = stored["options"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| {
-            (
-                o["id"].as_str().unwrap().to_owned(),
-                o["votes"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    let stored = votes_by_option(&stored);
     assert_eq!(stored, expect);
     for c in &mut members {
         let closed = c
@@ -890,17 +873,7 @@ async fn a_burst_of_ten_thousand_votes_is_counted_exactly(db: TestDb) {
     let mut expected = Vec::new();
     for (poll, options) in polls.iter() {
         let (_, stored) = srv.get(&format!("/polls/{poll}/results"), &owner).await;
-        let counts: BTreeMap<String, u64> = stored["options"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|o| {
-                (
-                    o["id"].as_str().unwrap().to_owned(),
-                    o["votes"].as_u64().unwrap(),
-                )
-            })
-            .collect();
+        let counts = votes_by_option(&stored);
         let want: BTreeMap<String, u64> = options
             .iter()
             .enumerate()
@@ -946,48 +919,17 @@ async fn a_burst_of_ten_thousand_votes_is_counted_exactly(db: TestDb) {
     live.stop().await;
 }
 
-/// Starts `evd serve` over `url`; returns the process and its address.
-async fn spawn_evd(url: &str) -> (tokio::process::Child, std::net::SocketAddr) {
-    use tokio::io::AsyncBufReadExt;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_evd"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("EVD_JWT_SECRET", SECRET)
-        .env("EVD_DATABASE_URL", url)
-        .env("EVD_LIMITS_CONN_RATE_PER_IP", "0")
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = tokio::time::timeout(PATIENCE, lines.next_line())
-            .await
-            .unwrap()
-            .unwrap()
-            .expect("banner");
-        if let Some(rest) = line.strip_prefix("evd listening on ws://") {
-            break rest.trim_end_matches("/ws").parse().unwrap();
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
+/// Starts `evd serve` over `url`.
+async fn spawn_evd(url: &str) -> Evd {
+    let mut cmd = evd_command(url);
+    cmd.env("EVD_LIMITS_CONN_RATE_PER_IP", "0")
+        .args(["serve", "--listen", "127.0.0.1:0"]);
+    Evd::spawn(cmd, None).await
 }
 
 async fn a_vote_acknowledged_before_a_crash_is_kept(db: TestDb) {
-    let signer = evd_protocol::auth::JwtSettings {
-        secret: Some(SECRET.into()),
-        ..Default::default()
-    }
-    .signer()
-    .unwrap();
-    let (mut first, addr) = spawn_evd(&db.url).await;
-    let remote = Remote {
-        addr,
-        signer: signer.clone(),
-    };
+    let mut first = spawn_evd(&db.url).await;
+    let remote = first.remote();
     let (owner, _event, session) = remote.seed("acme", "olive", 10).await;
     let (poll, options) = remote.create_poll(&owner, &session, &["yes", "no"]).await;
     let token = remote.token_with(
@@ -997,23 +939,15 @@ async fn a_vote_acknowledged_before_a_crash_is_kept(db: TestDb) {
         None,
         &[&format!("session:{session}")],
     );
-    let mut ann = Client::connect(&format!("ws://{addr}/ws"), &token, Codec::Json).await;
+    let mut ann = Client::connect(&first.url, &token, Codec::Json).await;
     assert!(is_ack(&ann.vote(&poll, &options[1]).await));
     // SIGKILL right after the ACK: no drain, no flush.
-    let pid = first.id().unwrap().to_string();
-    assert!(
-        tokio::process::Command::new("kill")
-            .args(["-KILL", &pid])
-            .status()
-            .await
-            .unwrap()
-            .success()
-    );
-    first.wait().await.unwrap();
+    assert!(first.signal("KILL").await);
+    first.child.wait().await.unwrap();
     drop(ann);
 
-    let (mut second, addr) = spawn_evd(&db.url).await;
-    let remote = Remote { addr, signer };
+    let mut second = spawn_evd(&db.url).await;
+    let remote = second.remote();
     let (status, results) = remote.get(&format!("/polls/{poll}/results"), &owner).await;
     assert_eq!(status, 200, "{results}");
     assert_eq!(results["total"], 1, "{results}");
@@ -1024,13 +958,8 @@ async fn a_vote_acknowledged_before_a_crash_is_kept(db: TestDb) {
         .find(|o| o["id"] == options[1].as_str())
         .unwrap();
     assert_eq!(no["votes"], 1);
-    let pid = second.id().unwrap().to_string();
-    tokio::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
-    tokio::time::timeout(PATIENCE, second.wait())
+    second.signal("TERM").await;
+    tokio::time::timeout(PATIENCE, second.child.wait())
         .await
         .expect("drains and exits")
         .unwrap();

@@ -2,6 +2,8 @@
 
 mod common;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::*;
 use evd_protocol::Codec;
 use evd_protocol::auth::{Audience, Claims, KeySpec, Role, Signer};
@@ -89,30 +91,9 @@ async fn bad_tokens_are_refused_with_401_before_the_upgrade() {
 }
 
 fn alg_none_token(claims: &Claims) -> String {
-    use base64_url::encode;
-    let header = encode(br#"{"alg":"none","typ":"JWT"}"#);
-    let body = encode(serde_json::to_string(claims).unwrap().as_bytes());
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    let body = URL_SAFE_NO_PAD.encode(serde_json::to_string(claims).unwrap());
     format!("{header}.{body}.")
-}
-
-/// Unpadded base64url, enough for a hand-made token.
-mod base64_url {
-    pub(crate) fn encode(data: &[u8]) -> String {
-        const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        let mut out = String::new();
-        for chunk in data.chunks(3) {
-            let b = [
-                chunk[0],
-                *chunk.get(1).unwrap_or(&0),
-                *chunk.get(2).unwrap_or(&0),
-            ];
-            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-            for i in 0..=chunk.len() {
-                out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            }
-        }
-        out
-    }
 }
 
 #[tokio::test]

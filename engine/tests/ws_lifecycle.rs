@@ -12,17 +12,9 @@ use tower::ServiceExt;
 #[tokio::test]
 async fn shutdown_sends_reconnect_then_closes_with_4001() {
     let mut srv = TestServer::start().await;
-    let mut clients = Vec::new();
-    for (i, codec) in [Codec::Json, Codec::MsgPack, Codec::Json]
-        .into_iter()
-        .enumerate()
-    {
-        let mut c = srv
-            .client(&format!("u{i}"), "o1", Role::Organizer, codec)
-            .await;
-        c.joined("event:E1").await;
-        clients.push(c);
-    }
+    let mut clients = srv
+        .members("event:E1", &[Codec::Json, Codec::MsgPack, Codec::Json])
+        .await;
     srv.signal_shutdown();
     for c in &mut clients {
         let (events, close) = c.events_until_close().await;

@@ -117,17 +117,8 @@ async fn attendees_need_the_room_in_their_claim_and_organizers_do_not() {
 #[tokio::test]
 async fn chat_reaches_every_member_in_offset_order_in_both_codecs() {
     let srv = TestServer::start().await;
-    let mut members = Vec::new();
-    for (i, codec) in [Codec::Json, Codec::MsgPack, Codec::Json, Codec::MsgPack]
-        .into_iter()
-        .enumerate()
-    {
-        let mut c = srv
-            .client(&format!("u{i}"), "o1", Role::Organizer, codec)
-            .await;
-        c.joined("session:S1").await;
-        members.push(c);
-    }
+    let codecs = [Codec::Json, Codec::MsgPack, Codec::Json, Codec::MsgPack];
+    let mut members = srv.members("session:S1", &codecs).await;
     let mut p1 = srv.client("pub1", "o1", Role::Organizer, Codec::Json).await;
     let mut p2 = srv
         .client("pub2", "o1", Role::Organizer, Codec::MsgPack)

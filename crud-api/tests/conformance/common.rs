@@ -50,9 +50,13 @@ fn config(pool_size: u32) -> StoreConfig {
 }
 
 impl TestApp {
-    pub(crate) async fn sqlite() -> TestApp {
-        let db = TestDb::sqlite();
+    /// The app over `db`, with a pool of 8.
+    pub(crate) async fn new(db: TestDb) -> TestApp {
         Self::build(db, 8).await
+    }
+
+    pub(crate) async fn sqlite() -> TestApp {
+        Self::new(TestDb::sqlite()).await
     }
 
     /// A fresh database on the server at `EVD_TEST_DATABASE_URL`; `None` (and a note) when it
@@ -219,31 +223,4 @@ impl TestApp {
         assert_eq!(status, StatusCode::CREATED, "{session}");
         (token, event_id, session["id"].as_str().unwrap().to_owned())
     }
-}
-
-/// Says once per run, past the test harness's output capture, that the PostgreSQL half of the
-/// suite did not run.
-/// Defines each test twice: on SQLite, and on PostgreSQL when it is configured.
-#[macro_export]
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name($crate::common::TestApp::sqlite().await).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    if let Some(app) = $crate::common::TestApp::postgres().await {
-                        super::$name(app).await;
-                    }
-                }
-            )*
-        }
-    };
 }

@@ -1,8 +1,8 @@
 //! What the engine writes and reads: polls and votes, questions, the chat archive, the outbox.
 
 use crate::common::TestApp;
-use crate::conformance;
 use axum::http::{Method, StatusCode};
+use evd_api::on_both_backends;
 use evd_api::store::PollStore;
 use evd_api::store::{
     ChatStore, NewChatMessage, NewQuestion, OutboxStore, QuestionStore, Sweeper, Upvote,
@@ -13,7 +13,8 @@ use evd_protocol::auth::Role;
 use serde_json::json;
 use std::time::Duration;
 
-conformance!(
+on_both_backends!(
+    "conformance", crate::common::TestApp::new;
     polls_open_take_votes_close_and_reach_the_outbox,
     polls_close_by_themselves_when_due,
     questions_are_listed_upvoted_and_hidden,

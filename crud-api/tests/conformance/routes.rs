@@ -1,13 +1,14 @@
 //! Orgs, members, events, sessions; errors; tenant scoping through the API.
 
 use crate::common::TestApp;
-use crate::conformance;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
+use evd_api::on_both_backends;
 use evd_protocol::auth::Role;
 use serde_json::json;
 
-conformance!(
+on_both_backends!(
+    "conformance", crate::common::TestApp::new;
     org_creator_becomes_owner_and_manages_members,
     another_orgs_ids_answer_404,
     events_crud_with_soft_delete,

@@ -1,13 +1,14 @@
 //! Tickets: capacity under concurrency, idempotent retries, tiers, cancel, list.
 
 use crate::common::TestApp;
-use crate::conformance;
 use axum::http::{Method, StatusCode};
+use evd_api::on_both_backends;
 use evd_protocol::auth::{Role, Tier};
 use serde_json::json;
 use std::sync::Arc;
 
-conformance!(
+on_both_backends!(
+    "conformance", crate::common::TestApp::new;
     two_hundred_buyers_for_fifty_seats_get_fifty_tickets,
     retries_with_one_idempotency_key_make_one_ticket,
     tickets_issue_list_cancel,

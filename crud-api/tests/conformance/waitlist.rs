@@ -1,14 +1,15 @@
 //! Waitlists with an injected clock: order, offers, expiry, accepts racing purchases.
 
 use crate::common::{OFFER_TTL, TestApp};
-use crate::conformance;
 use axum::http::{Method, StatusCode};
+use evd_api::on_both_backends;
 use evd_api::store::{OutboxStore, Sweeper};
 use evd_protocol::auth::{Role, Tier};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-conformance!(
+on_both_backends!(
+    "conformance", crate::common::TestApp::new;
     vip_goes_before_standard_and_each_tier_is_first_come_first_served,
     an_expired_offer_moves_to_the_next_person,
     accepting_after_expiry_answers_409,
@@ -47,6 +48,16 @@ async fn offer(app: &TestApp, owner: &str, session: &str, n: i64) -> Vec<Value> 
         .await;
     assert_eq!(status, StatusCode::OK, "{offers}");
     offers.as_array().unwrap().clone()
+}
+
+/// Sets the session's capacity (frees seats for offers); the answer is not checked.
+async fn set_capacity(app: &TestApp, owner: &str, session: &str, capacity: i64) {
+    app.patch(
+        &format!("/sessions/{session}"),
+        owner,
+        json!({"capacity": capacity}),
+    )
+    .await;
 }
 
 fn users(offers: &[Value]) -> Vec<&str> {
@@ -124,12 +135,7 @@ async fn vip_goes_before_standard_and_each_tier_is_first_come_first_served(app: 
         (status, body["code"].as_str()),
         (StatusCode::CONFLICT, Some("sold_out"))
     );
-    app.patch(
-        &format!("/sessions/{session}"),
-        &owner,
-        json!({"capacity": 3}),
-    )
-    .await;
+    set_capacity(&app, &owner, &session, 3).await;
     assert_eq!(
         users(&offer(&app, &owner, &session, 10).await),
         ["v1", "v2", "s1"]
@@ -173,12 +179,7 @@ async fn an_expired_offer_moves_to_the_next_person(app: TestApp) {
     let (owner, session) = full_session(&app, 0).await;
     join(&app, &session, "first", Tier::Standard).await;
     join(&app, &session, "second", Tier::Standard).await;
-    app.patch(
-        &format!("/sessions/{session}"),
-        &owner,
-        json!({"capacity": 1}),
-    )
-    .await;
+    set_capacity(&app, &owner, &session, 1).await;
     let offers = offer(&app, &owner, &session, 1).await;
     assert_eq!(users(&offers), ["first"]);
     // Not yet due.
@@ -218,12 +219,7 @@ async fn accepting_after_expiry_answers_409(app: TestApp) {
     let (owner, session) = full_session(&app, 0).await;
     join(&app, &session, "first", Tier::Standard).await;
     join(&app, &session, "second", Tier::Standard).await;
-    app.patch(
-        &format!("/sessions/{session}"),
-        &owner,
-        json!({"capacity": 1}),
-    )
-    .await;
+    set_capacity(&app, &owner, &session, 1).await;
     let id = offer(&app, &owner, &session, 1).await[0]["id"]
         .as_str()
         .unwrap()
@@ -336,12 +332,7 @@ async fn declining_and_leaving_move_the_line(app: TestApp) {
     for user in ["a", "b", "c"] {
         join(&app, &session, user, Tier::Standard).await;
     }
-    app.patch(
-        &format!("/sessions/{session}"),
-        &owner,
-        json!({"capacity": 1}),
-    )
-    .await;
+    set_capacity(&app, &owner, &session, 1).await;
     let id = offer(&app, &owner, &session, 1).await[0]["id"]
         .as_str()
         .unwrap()
@@ -405,12 +396,7 @@ async fn offer_accepts_racing_purchases_never_oversell(app: TestApp) {
     for i in 0..5 {
         join(&app, &session, &format!("w{i}"), Tier::Standard).await;
     }
-    app.patch(
-        &format!("/sessions/{session}"),
-        &owner,
-        json!({"capacity": CAPACITY}),
-    )
-    .await;
+    set_capacity(&app, &owner, &session, CAPACITY).await;
     let offers = offer(&app, &owner, &session, 5).await;
     assert_eq!(offers.len(), 5);
     let app = Arc::new(app);

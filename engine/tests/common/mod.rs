@@ -1,13 +1,16 @@
 //! Test harness: a real engine on 127.0.0.1:0 and real WebSocket clients.
 #![allow(dead_code, unreachable_pub)]
 
+mod evd;
 mod rest;
+#[allow(unused_imports)] // not every test binary uses all of them
+pub use evd::{Evd, evd_command, kill};
 #[allow(unused_imports)] // not every test binary uses both
 pub use rest::{Remote, Rest};
 
 use evd_api::store::SqlStore;
 use evd_engine::{Node, Settings, Shutdown};
-use evd_protocol::auth::{Claims, Role};
+use evd_protocol::auth::{Claims, JwtSettings, Role};
 use evd_protocol::event::{ChatMessage, Event, RoomJoined};
 use evd_protocol::op::{JoinRoom, LeaveRoom, Op, Ping, SendMessage, StreamPosition};
 use evd_protocol::{Codec, Request, RoomName};
@@ -29,6 +32,14 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
 pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
+
+/// Token settings that sign and verify with [`SECRET`], as the engines under test do.
+pub fn jwt() -> JwtSettings {
+    JwtSettings {
+        secret: Some(SECRET.into()),
+        ..Default::default()
+    }
+}
 
 pub fn settings() -> Settings {
     let mut s = Settings {
@@ -119,6 +130,19 @@ impl TestServer {
     pub async fn client(&self, user: &str, org: &str, role: Role, codec: Codec) -> Client {
         let token = self.token(user, org, role, &[]);
         Client::connect(&self.url(), &token, codec).await
+    }
+
+    /// Organizers `u0`, `u1`, … of org `o1`, one speaking each codec, all joined to `room`.
+    pub async fn members(&self, room: &str, codecs: &[Codec]) -> Vec<Client> {
+        let mut members = Vec::new();
+        for (i, codec) in codecs.iter().enumerate() {
+            let mut c = self
+                .client(&format!("u{i}"), "o1", Role::Organizer, *codec)
+                .await;
+            c.joined(room).await;
+            members.push(c);
+        }
+        members
     }
 
     /// Sends the shutdown signal and waits for `serve` to return.
