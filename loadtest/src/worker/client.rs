@@ -1,0 +1,212 @@
+//! A client: connects and joins its room during the ramp, then, until the run ends, reads what
+//! the room sends, sends its heartbeat, and when the scenario says so churns, votes once, and
+//! goes through the reconnect storm.
+//!
+//! Timers are per event, not per tick: a chat client sleeps until its next churn (a Poisson
+//! process) and its vote, so 100,000 idle clients cause no wakeups between them.
+
+use super::counters::ABNORMAL_CLOSE;
+use super::member::{Member, join};
+use super::storm::storm;
+use super::transport::{Frame, Ws, frame};
+use super::{Ctx, Phase};
+use crate::plan::Scenario;
+use crate::schedule;
+use crate::stamp;
+use crate::stats::RoomTally;
+use crate::wire::{Incoming, Wire};
+use evd_protocol::auth::Role;
+use futures_util::{SinkExt, StreamExt};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+/// How often an evd client sends its heartbeat; the engine's default `heartbeat_ms` is 25 s.
+const PING_EVERY: Duration = Duration::from_secs(20);
+/// Longest wait for a churn: an exponential gap is unbounded, a timer is not.
+const CHURN_GAP_MAX: Duration = Duration::from_secs(24 * 3600);
+
+/// One room member for the whole run.
+pub(super) async fn client(ctx: Rc<Ctx>, i: usize) {
+    let plan = &ctx.plan;
+    let room_idx = plan.room_of(i);
+    let room = plan.room_name(room_idx);
+    let t = i % plan.targets.len();
+    let token = ctx.net.token(&format!("u{i}"), Role::Attendee, Some(&room));
+    let timeout = Duration::from_millis(plan.connect_timeout_ms);
+    let t0 = Instant::now();
+    let slot = i - plan.first_client;
+    let mut member = Member::new(
+        slot,
+        room_idx,
+        plan.api_rooms.get(room_idx).map(|r| r.poll.clone()),
+    );
+    let opened = tokio::time::timeout(timeout, async {
+        let mut ws = ctx.net.open(t, token.as_deref()).await?;
+        join(&ctx, &mut ws, &room, &mut member, false, true).await?;
+        Ok::<_, String>(ws)
+    })
+    .await
+    .unwrap_or_else(|_| Err("connect timeout".into()));
+    let mut ws = {
+        let mut c = ctx.counters.borrow_mut();
+        c.settled += 1;
+        match opened {
+            Ok(ws) => {
+                let now = Instant::now();
+                c.connected += 1;
+                c.joined += 1;
+                c.first_connect.get_or_insert(t0);
+                c.last_connect = Some(now);
+                c.connect_hist
+                    .saturating_record(now.duration_since(t0).as_micros().max(1) as u64);
+                *c.members_now.entry(room_idx).or_default() += 1;
+                // A member that saw no tally yet; one seen during the join is already there.
+                if let Some(view @ None) = c.tallies.get_mut(slot) {
+                    *view = Some((room_idx, RoomTally::member(0, 0)));
+                }
+                ws
+            }
+            Err(e) => {
+                c.connect_failed += 1;
+                c.error(e);
+                return;
+            }
+        }
+    };
+
+    let mut phase = ctx.phase.subscribe();
+    // Like a real client, the first heartbeat comes one interval after connecting (Socket.IO's
+    // first ping also comes one pingInterval after the handshake), spread over a quarter of an
+    // interval so the ramp's clients don't all ping in step.
+    let jitter = Duration::from_millis(fastrand::u64(0..PING_EVERY.as_millis() as u64 / 4));
+    let mut ping = tokio::time::interval_at(
+        tokio::time::Instant::now() + PING_EVERY + jitter,
+        PING_EVERY,
+    );
+    // The churn and the vote are one timer each, armed when the run starts.
+    let churn_rate = (plan.scenario == Scenario::Chat && plan.churn > 0.0).then_some(plan.churn);
+    let churn_gap = || schedule::exponential(fastrand::f64(), plan.churn).min(CHURN_GAP_MAX);
+    let churn_timer = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(churn_timer);
+    let mut churning = false;
+    let vote_window = plan.vote_window().filter(|_| member.poll.is_some());
+    let vote_timer = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(vote_timer);
+    let mut vote_due_us: Option<u64> = None;
+    let mut arm = *phase.borrow_and_update() == Phase::Run;
+    loop {
+        if std::mem::take(&mut arm) {
+            if churn_rate.is_some() {
+                churn_timer
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + churn_gap());
+                churning = true;
+            }
+            if let (Some(window), Some((start, start_us))) = (vote_window, ctx.start.get()) {
+                // Open loop: the vote is due at this instant whenever it actually leaves.
+                let at = schedule::uniform(fastrand::f64(), window);
+                vote_timer.as_mut().reset((start + at).into());
+                vote_due_us = Some(start_us + at.as_micros() as u64);
+            }
+        }
+        tokio::select! {
+            msg = ws.next() => {
+                if !on_frame(&ctx, &mut ws, &mut member, msg).await {
+                    break;
+                }
+            }
+            _ = ping.tick() => {
+                if let Some(p) = ctx.wire.ping() && ws.send(p).await.is_err() {
+                    ctx.counters.borrow_mut().close(ABNORMAL_CLOSE);
+                    break;
+                }
+            }
+            () = &mut churn_timer, if churning => {
+                // Leave and come back at once, recovering what was missed in between.
+                let left = ws.send(ctx.wire.leave(&room)).await;
+                let back = match left {
+                    Ok(()) => join(&ctx, &mut ws, &room, &mut member, true, false).await,
+                    Err(e) => Err(e.to_string()),
+                };
+                if let Err(e) = back {
+                    ctx.counters.borrow_mut().error(format!("churn: {e}"));
+                    break;
+                }
+                ctx.counters.borrow_mut().rejoins += 1;
+                churn_timer
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + churn_gap());
+            }
+            () = &mut vote_timer, if vote_due_us.is_some() => {
+                let Some(api_room) = plan.api_rooms.get(room_idx) else { break };
+                let option = &api_room.options[fastrand::usize(..api_room.options.len())];
+                member.vote_due_us = vote_due_us.take();
+                ctx.counters.borrow_mut().votes_sent += 1;
+                if ws.send(ctx.wire.vote(&api_room.poll, option)).await.is_err() {
+                    ctx.counters.borrow_mut().close(ABNORMAL_CLOSE);
+                    break;
+                }
+            }
+            changed = phase.changed() => {
+                let now = *phase.borrow_and_update();
+                if changed.is_err() || now == Phase::Done {
+                    break;
+                }
+                arm = now == Phase::Run;
+                churning &= now == Phase::Run;
+                if now == Phase::Storm {
+                    match storm(&ctx, ws, t, token.as_deref(), &room, &mut member).await {
+                        Some(back) => ws = back,
+                        None => break,
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Handles one frame in the run loop; false when the connection is gone.
+async fn on_frame(
+    ctx: &Ctx,
+    ws: &mut Ws,
+    member: &mut Member,
+    msg: Option<Result<Message, WsError>>,
+) -> bool {
+    let msg = match msg {
+        Some(Ok(m)) => m,
+        Some(Err(_)) | None => {
+            ctx.counters.borrow_mut().close(ABNORMAL_CLOSE);
+            return false;
+        }
+    };
+    let (data, binary) = match frame(&msg) {
+        Frame::Data { data, binary } => (data, binary),
+        Frame::Close(code) => {
+            ctx.counters.borrow_mut().close(code.to_string());
+            return false;
+        }
+        Frame::Other => return true,
+    };
+    let now = stamp::now_us();
+    let mut pong = false;
+    let mut gone = false;
+    {
+        let mut c = ctx.counters.borrow_mut();
+        let parsed = ctx.wire.parse(data, binary, |inc| match inc {
+            Incoming::SioPing => pong = true,
+            Incoming::SioGone => gone = true,
+            other => member.event(&mut c, other, now),
+        });
+        if parsed.is_err() {
+            c.error("bad frame");
+        }
+        if gone {
+            c.close("socket.io disconnect");
+        }
+    }
+    if pong && ws.send(Wire::sio_pong()).await.is_err() {
+        return false;
+    }
+    !gone
+}

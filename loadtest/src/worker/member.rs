@@ -1,0 +1,180 @@
+//! One client's membership of its room: the join (fresh, after a churn leave, or recovering
+//! after the storm) and what the client counts from each event it receives.
+
+use super::Ctx;
+use super::counters::Counters;
+use super::transport::{Frame, Ws, frame};
+use crate::stamp;
+use crate::stats::{OffsetTracker, Order, RoomTally};
+use crate::wire::{Incoming, Target, VOTE_REF, Wire};
+use futures_util::{SinkExt, StreamExt};
+
+/// One client's view of its room.
+#[derive(Default)]
+pub(super) struct Member {
+    tracker: OffsetTracker,
+    epoch: Option<String>,
+    /// The client's index in this worker, where its view of the tally is kept.
+    slot: usize,
+    /// The room index.
+    room: usize,
+    /// The room's poll, when it has one.
+    pub(super) poll: Option<String>,
+    /// The intended time of the vote awaiting its reply, unix µs.
+    pub(super) vote_due_us: Option<u64>,
+    /// The largest tally `total` seen.
+    max_total: u64,
+}
+
+impl Member {
+    /// Client `slot` of this worker, a member of room index `room` with its `poll`, if any.
+    pub(super) fn new(slot: usize, room: usize, poll: Option<String>) -> Member {
+        Member {
+            slot,
+            room,
+            poll,
+            ..Member::default()
+        }
+    }
+
+    /// Counts one event of the run (chat, a vote's reply, a tally); the rest is ignored.
+    pub(super) fn event(&mut self, c: &mut Counters, inc: Incoming<'_>, now_us: u64) {
+        match inc {
+            Incoming::Message { offset, text } => self.message(c, offset, &text, now_us),
+            Incoming::Ack {
+                r#ref: Some(VOTE_REF),
+            } => {
+                if let Some(due) = self.vote_due_us.take() {
+                    *c.votes_acked_per_room.entry(self.room).or_default() += 1;
+                    c.vote_hist
+                        .saturating_record(now_us.saturating_sub(due).max(1));
+                    c.last_ack_us = c.last_ack_us.max(now_us);
+                }
+            }
+            Incoming::Error {
+                r#ref: Some(VOTE_REF),
+                code,
+            } if self.vote_due_us.is_some() => {
+                self.vote_due_us = None;
+                *c.vote_error_kinds.entry(code.into_owned()).or_default() += 1;
+            }
+            Incoming::Error { code, .. } => c.error(code.into_owned()),
+            Incoming::PollResults { poll, total }
+                if total > self.max_total && self.poll.as_deref() == Some(&*poll) =>
+            {
+                self.max_total = total;
+                if let Some(slot) = c.tallies.get_mut(self.slot) {
+                    *slot = Some((self.room, RoomTally::member(total, now_us)));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Counts one chat message; `replayed` ones came in a recovery's `history`.
+    pub(super) fn message(
+        &mut self,
+        c: &mut Counters,
+        offset: Option<u64>,
+        text: &str,
+        now_us: u64,
+    ) {
+        let Some(st) = stamp::parse(text) else { return };
+        c.received += 1;
+        c.latency_hist
+            .saturating_record(now_us.saturating_sub(st.intended_us).max(1));
+        if let Some(o) = offset {
+            match self.tracker.see(o) {
+                Order::Next => {}
+                Order::Gap(n) => c.gaps += n,
+                Order::Reorder => c.reorders += 1,
+            }
+        }
+    }
+}
+
+/// Reads frames until the join is confirmed, doing the Socket.IO handshake on the way. Returns
+/// whether the server recovered the gap (evd `recovered`).
+pub(super) async fn join(
+    ctx: &Ctx,
+    ws: &mut Ws,
+    room: &str,
+    member: &mut Member,
+    recover: bool,
+    fresh: bool,
+) -> Result<bool, String> {
+    let wire = ctx.wire;
+    let recover_from = if recover && wire.target == Target::Evd {
+        member.epoch.clone().zip(member.tracker.last)
+    } else {
+        None
+    };
+    // A fresh Socket.IO connection joins once its namespace connect is answered (below).
+    if wire.target == Target::Evd || !fresh {
+        ws.send(wire.join(room, recover_from))
+            .await
+            .map_err(|e| format!("send: {e}"))?;
+    }
+    loop {
+        let msg = match ws.next().await {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => return Err(format!("join: {e}")),
+            None => return Err("join: closed".into()),
+        };
+        let (data, binary) = match frame(&msg) {
+            Frame::Data { data, binary } => (data, binary),
+            Frame::Close(code) => return Err(format!("join: close {code}")),
+            Frame::Other => continue,
+        };
+        let mut replies = Vec::new();
+        let mut done = None;
+        let now = stamp::now_us();
+        let parsed = {
+            let mut c = ctx.counters.borrow_mut();
+            wire.parse(data, binary, |inc| match inc {
+                Incoming::SioOpen => replies.push(Wire::sio_connect()),
+                Incoming::SioConnected => replies.push(wire.join(room, None)),
+                Incoming::SioPing => replies.push(Wire::sio_pong()),
+                Incoming::SioGone => done = Some(Err("socket.io refused".to_owned())),
+                Incoming::Joined {
+                    epoch,
+                    offset,
+                    recovered,
+                    history,
+                } => {
+                    if !recover {
+                        member.tracker.last = offset;
+                    }
+                    if epoch.is_some() {
+                        member.epoch = epoch;
+                    }
+                    for (o, text) in &history {
+                        // Messages that arrived after the join was sent are already counted; a
+                        // client drops their replay by offset.
+                        if recover && member.tracker.last.is_some_and(|last| *o <= last) {
+                            continue;
+                        }
+                        member.message(&mut c, Some(*o), text, now);
+                        if recover {
+                            c.storm.replayed += 1;
+                        }
+                    }
+                    done = Some(Ok(recovered));
+                }
+                Incoming::Error { r#ref, code } if r#ref != Some(VOTE_REF) => {
+                    c.error(format!("join: {code}"))
+                }
+                other => member.event(&mut c, other, now),
+            })
+        };
+        if parsed.is_err() {
+            ctx.counters.borrow_mut().error("bad frame");
+        }
+        for r in replies {
+            ws.send(r).await.map_err(|e| format!("send: {e}"))?;
+        }
+        if let Some(result) = done {
+            return result;
+        }
+    }
+}

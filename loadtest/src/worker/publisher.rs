@@ -1,0 +1,143 @@
+//! A publisher: one connection that sends stamped messages to its rooms on an open-loop
+//! schedule, reads (and counts errors in) what comes back, and answers Socket.IO pings.
+
+use super::transport::{Frame, frame};
+use super::{Ctx, Phase};
+use crate::schedule::Schedule;
+use crate::stamp;
+use crate::wire::{Incoming, Target, Wire};
+use evd_protocol::auth::Role;
+use futures_util::{SinkExt, StreamExt};
+use std::rc::Rc;
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+
+/// A publisher: an open-loop schedule of `rate` messages per second over its rooms.
+pub(super) async fn publisher(ctx: Rc<Ctx>, p: usize) {
+    let plan = &ctx.plan;
+    let rooms = plan.rooms_of_publisher(p);
+    if rooms.is_empty() || plan.rate <= 0.0 {
+        // Nothing to publish (idle): no connection.
+        ctx.counters.borrow_mut().publishers_ready += 1;
+        return;
+    }
+    let t = p % plan.targets.len();
+    let token = ctx.net.token(&format!("pub{p}"), Role::Organizer, None);
+    let ws = match ctx.net.open(t, token.as_deref()).await {
+        Ok(ws) => ws,
+        Err(e) => {
+            ctx.counters.borrow_mut().error(format!("publisher: {e}"));
+            ctx.counters.borrow_mut().publishers_ready += 1;
+            return;
+        }
+    };
+    let (mut sink, mut stream) = ws.split();
+    let wire = ctx.wire;
+    // Socket.IO: wait for the namespace connect before emitting.
+    if wire.target == Target::Socketio {
+        while let Some(Ok(msg)) = stream.next().await {
+            let Message::Text(t) = msg else { continue };
+            let mut connected = false;
+            let _ = wire.parse(t.as_bytes(), false, |inc| match inc {
+                Incoming::SioOpen => connected = false,
+                Incoming::SioConnected => connected = true,
+                _ => {}
+            });
+            if t.as_str().starts_with('0') && sink.send(Wire::sio_connect()).await.is_err() {
+                break;
+            }
+            if connected {
+                break;
+            }
+        }
+    }
+    ctx.counters.borrow_mut().publishers_ready += 1;
+    // Replies are read (so the server never queues for us) and errors counted; Socket.IO pings
+    // are answered through the writer.
+    let (pong_tx, mut pong_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let reader_ctx = ctx.clone();
+    tokio::task::spawn_local(async move {
+        while let Some(msg) = stream.next().await {
+            let Ok(msg) = msg else { break };
+            let (data, binary) = match frame(&msg) {
+                Frame::Data { data, binary } => (data, binary),
+                Frame::Close(code) => {
+                    reader_ctx
+                        .counters
+                        .borrow_mut()
+                        .close(format!("publisher {code}"));
+                    break;
+                }
+                Frame::Other => continue,
+            };
+            let mut c = reader_ctx.counters.borrow_mut();
+            let _ = wire.parse(data, binary, |inc| match inc {
+                Incoming::Error { code, .. } => c.error(format!("publish: {code}")),
+                Incoming::SioPing => {
+                    let _ = pong_tx.send(());
+                }
+                _ => {}
+            });
+        }
+    });
+    // Wait for the start, answering Socket.IO pings meanwhile: a ramp can outlast the server's
+    // ping timeout.
+    let mut phase = ctx.phase.subscribe();
+    while *phase.borrow_and_update() == Phase::Ramp {
+        tokio::select! {
+            changed = phase.changed() => if changed.is_err() { return },
+            Some(()) = pong_rx.recv() => { let _ = sink.send(Wire::sio_pong()).await; }
+        }
+    }
+    let Some((start, start_us)) = ctx.start.get() else {
+        return;
+    };
+    let schedule = Schedule::new(
+        plan.rate,
+        Duration::from_millis(plan.duration_ms),
+        p,
+        plan.total_publishers,
+        plan.sync_publishers,
+    );
+    let total = schedule.total();
+    let mut k: u64 = 0;
+    while k < total {
+        // Everything due by now goes out at once, each stamped with its own due time.
+        let due = schedule.due_by(start.elapsed().as_micros() as u64);
+        while k < due {
+            let room = rooms[(k % rooms.len() as u64) as usize];
+            let intended = start_us + schedule.due_at_us(k);
+            let text = stamp::text(k, intended, plan.payload);
+            if sink
+                .feed(wire.send(&plan.room_name(room), text))
+                .await
+                .is_err()
+            {
+                ctx.counters.borrow_mut().error("publish: connection lost");
+                return;
+            }
+            *ctx.counters
+                .borrow_mut()
+                .sent_per_room
+                .entry(room)
+                .or_default() += 1;
+            k += 1;
+        }
+        if sink.flush().await.is_err() {
+            ctx.counters.borrow_mut().error("publish: connection lost");
+            return;
+        }
+        if k >= total {
+            break;
+        }
+        let next = start + Duration::from_micros(schedule.due_at_us(k));
+        tokio::select! {
+            _ = tokio::time::sleep_until(next.into()) => {}
+            Some(()) = pong_rx.recv() => { let _ = sink.send(Wire::sio_pong()).await; }
+        }
+    }
+    // Keep answering pings until the run ends.
+    while pong_rx.recv().await.is_some() {
+        let _ = sink.send(Wire::sio_pong()).await;
+    }
+}
