@@ -83,42 +83,33 @@ impl Health for SqlStore {
     }
 }
 
-/// The whole store, as the REST API and the engine use it.
-pub trait Store:
-    Health
-    + OrgStore
-    + EventStore
-    + SessionStore
-    + TicketStore
-    + WaitlistStore
-    + PollStore
-    + QuestionStore
-    + ChatStore
-    + OutboxStore
-    + Sweeper
-    + fmt::Debug
-    + Send
-    + Sync
-{
+/// Declares [`Store`] as the sum of its parts and implements it for every type that has them
+/// all, so the two lists of parts cannot drift apart.
+macro_rules! store_of {
+    ($($part:path),+ $(,)?) => {
+        /// The whole store, as the REST API and the engine use it.
+        pub trait Store: $($part +)+ {}
+
+        impl<T> Store for T where T: $($part +)+ {}
+    };
 }
 
-impl<T> Store for T where
-    T: Health
-        + OrgStore
-        + EventStore
-        + SessionStore
-        + TicketStore
-        + WaitlistStore
-        + PollStore
-        + QuestionStore
-        + ChatStore
-        + OutboxStore
-        + Sweeper
-        + fmt::Debug
-        + Send
-        + Sync
-{
-}
+store_of!(
+    Health,
+    OrgStore,
+    EventStore,
+    SessionStore,
+    TicketStore,
+    WaitlistStore,
+    PollStore,
+    QuestionStore,
+    ChatStore,
+    OutboxStore,
+    Sweeper,
+    fmt::Debug,
+    Send,
+    Sync,
+);
 
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
