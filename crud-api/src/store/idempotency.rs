@@ -6,7 +6,7 @@
 //! first write fails, its key row rolls back with it and a retry starts afresh.
 
 use super::sql::{Tx, args};
-use super::{Conflict, Result};
+use super::{Conflict, Created, Result};
 use crate::clock::Millis;
 
 /// Longest key accepted; keys are meant to be UUIDs.
@@ -28,7 +28,7 @@ pub(crate) struct KeyUse<'a> {
 }
 
 /// Claims the key in `tx`. Returns the id of the resource a previous use made, if any.
-pub(crate) async fn claim(tx: &mut Tx, k: &KeyUse<'_>, now: Millis) -> Result<Option<String>> {
+async fn claim(tx: &mut Tx, k: &KeyUse<'_>, now: Millis) -> Result<Option<String>> {
     let inserted = tx
         .execute(
             "insert into idempotency_keys (org_id, user_id, scope, key, request, resource_id, \
@@ -50,6 +50,26 @@ pub(crate) async fn claim(tx: &mut Tx, k: &KeyUse<'_>, now: Millis) -> Result<Op
         return Err(Conflict::IdempotencyKeyReused.into());
     }
     Ok(Some(resource))
+}
+
+/// Claims `key` in `tx` when there is one. On a replay, `load` reloads what the first use
+/// made (from the org and its id), and it comes back as `Created { created: false }`; `None`
+/// means the write goes ahead.
+pub(crate) async fn replay<T>(
+    tx: &mut Tx,
+    key: Option<&KeyUse<'_>>,
+    now: Millis,
+    load: impl AsyncFnOnce(&mut Tx, &str, &str) -> Result<T>,
+) -> Result<Option<Created<T>>> {
+    let Some(k) = key else { return Ok(None) };
+    let Some(id) = claim(tx, k, now).await? else {
+        return Ok(None);
+    };
+    let value = load(tx, k.org, &id).await?;
+    Ok(Some(Created {
+        value,
+        created: false,
+    }))
 }
 
 /// Records what the claimed key made.

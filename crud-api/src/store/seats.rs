@@ -21,11 +21,34 @@ use evd_protocol::event::{
 /// per movement.
 pub const POSITION_NOTICES: i64 = 50;
 
-pub(super) const OFFER_SELECT: &str = "select id, session_id, user_id, status, expires_at, \
-     created_at, answered_at, ticket_id from waitlist_offers where org_id = $1 and id = $2";
+/// The columns an [`Offer`] is read from, as a literal for `concat!`.
+macro_rules! offer_columns {
+    () => {
+        "id, session_id, user_id, status, expires_at, created_at, answered_at, ticket_id"
+    };
+}
+pub(super) use offer_columns;
 
-const TICKET_SELECT: &str = "select id, org_id, session_id, event_id, user_id, tier, \
-     status, offer_id, created_at, cancelled_at from tickets where org_id = $1 and id = $2";
+/// The columns a [`Ticket`] is read from, as a literal for `concat!`.
+macro_rules! ticket_columns {
+    () => {
+        "id, org_id, session_id, event_id, user_id, tier, status, offer_id, created_at, \
+         cancelled_at"
+    };
+}
+pub(super) use ticket_columns;
+
+pub(super) const OFFER_SELECT: &str = concat!(
+    "select ",
+    offer_columns!(),
+    " from waitlist_offers where org_id = $1 and id = $2"
+);
+
+const TICKET_SELECT: &str = concat!(
+    "select ",
+    ticket_columns!(),
+    " from tickets where org_id = $1 and id = $2"
+);
 
 /// One ticket, whoever holds it.
 pub(super) async fn load_ticket(tx: &mut Tx, org: &str, id: &str) -> Result<Ticket> {
@@ -57,6 +80,17 @@ struct Line {
     user_id: String,
 }
 
+/// The first `n` people waiting in the session's line, in order.
+async fn front_of_line(tx: &mut Tx, org: &str, session: &str, n: i64) -> Result<Vec<Line>> {
+    Ok(tx
+        .fetch_all(
+            "select id, user_id from waitlist_entries where org_id = $1 \
+             and session_id = $2 and status = 'waiting' order by priority, seq limit $3",
+            args![org, session, n],
+        )
+        .await?)
+}
+
 /// A `WAITLIST_UPDATE` for the user's stream.
 pub(super) fn update(session: &str, status: WaitlistStatus, position: Option<i64>) -> Event {
     Event::WaitlistUpdate(WaitlistUpdateEvent {
@@ -69,13 +103,7 @@ pub(super) fn update(session: &str, status: WaitlistStatus, position: Option<i64
 
 /// Tells the front of the line its positions after it moved.
 pub(super) async fn line_moved(tx: &mut Tx, org: &str, session: &str, now: Millis) -> Result<()> {
-    let front: Vec<Line> = tx
-        .fetch_all(
-            "select id, user_id from waitlist_entries where org_id = $1 \
-             and session_id = $2 and status = 'waiting' order by priority, seq limit $3",
-            args![org, session, POSITION_NOTICES],
-        )
-        .await?;
+    let front = front_of_line(tx, org, session, POSITION_NOTICES).await?;
     for (i, entry) in (1i64..).zip(&front) {
         let ev = update(session, WaitlistStatus::Waiting, Some(i));
         push(tx, org, &format!("user:{}", entry.user_id), &ev, now).await?;
@@ -92,13 +120,7 @@ pub(super) async fn offer_seats(
     now: Millis,
     ttl: Millis,
 ) -> Result<Vec<Offer>> {
-    let line: Vec<Line> = tx
-        .fetch_all(
-            "select id, user_id from waitlist_entries where org_id = $1 \
-             and session_id = $2 and status = 'waiting' order by priority, seq limit $3",
-            args![org, session, n],
-        )
-        .await?;
+    let line = front_of_line(tx, org, session, n).await?;
     let mut offers = Vec::with_capacity(line.len());
     for entry in line {
         let held = tx
@@ -113,10 +135,12 @@ pub(super) async fn offer_seats(
         }
         let offer: Offer = tx
             .fetch_one(
-                "insert into waitlist_offers (id, org_id, session_id, entry_id, user_id, status, \
-                 expires_at, created_at) values ($1, $2, $3, $4, $5, 'open', $6, $7) \
-                 returning id, session_id, user_id, status, expires_at, created_at, \
-                 answered_at, ticket_id",
+                concat!(
+                    "insert into waitlist_offers (id, org_id, session_id, entry_id, user_id, \
+                     status, expires_at, created_at) values ($1, $2, $3, $4, $5, 'open', $6, $7) \
+                     returning ",
+                    offer_columns!()
+                ),
                 args![
                     super::new_id(),
                     org,

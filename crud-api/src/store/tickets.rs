@@ -6,7 +6,7 @@
 
 use super::idempotency::{self, KeyUse};
 use super::paging::next_cursor;
-use super::seats::{load_ticket, offer_seats};
+use super::seats::{load_ticket, offer_seats, ticket_columns};
 use super::sessions::load as load_session;
 use super::sql::{Tx, args};
 use super::{Conflict, Created, Result, SqlStore, StoreError};
@@ -74,14 +74,8 @@ impl TicketStore for SqlStore {
             key,
             request: format!("{}|{}", req.session, req.tier.as_str()),
         });
-        if let Some(k) = &key
-            && let Some(id) = idempotency::claim(&mut tx, k, now).await?
-        {
-            let ticket = load(&mut tx, org, &id, None).await?;
-            return Ok(Created {
-                value: ticket,
-                created: false,
-            });
+        if let Some(replay) = idempotency::replay(&mut tx, key.as_ref(), now, load_ticket).await? {
+            return Ok(replay);
         }
         let (tickets, offers): (i64, i64) = tx
             .fetch_one(
@@ -111,10 +105,12 @@ impl TicketStore for SqlStore {
         };
         let ticket: Ticket = tx
             .fetch_one(
-                "insert into tickets (id, org_id, session_id, event_id, user_id, tier, status, \
-                 created_at) values ($1, $2, $3, $4, $5, $6, 'active', $7) \
-                 returning id, org_id, session_id, event_id, user_id, tier, status, offer_id, \
-                 created_at, cancelled_at",
+                concat!(
+                    "insert into tickets (id, org_id, session_id, event_id, user_id, tier, \
+                     status, created_at) values ($1, $2, $3, $4, $5, $6, 'active', $7) \
+                     returning ",
+                    ticket_columns!()
+                ),
                 args![
                     super::new_id(),
                     org,
@@ -192,9 +188,12 @@ impl TicketStore for SqlStore {
         // Ticket ids are UUIDv7: they sort by creation time.
         let mut items: Vec<Ticket> = tx
             .fetch_all(
-                "select id, org_id, session_id, event_id, user_id, tier, status, offer_id, \
-                 created_at, cancelled_at from tickets where org_id = $1 and user_id = $2 \
-                 and ($3 is null or id > $3) order by id limit $4",
+                concat!(
+                    "select ",
+                    ticket_columns!(),
+                    " from tickets where org_id = $1 and user_id = $2 \
+                     and ($3 is null or id > $3) order by id limit $4"
+                ),
                 args![org, user, cursor, limit + 1],
             )
             .await?;

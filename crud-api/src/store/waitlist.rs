@@ -4,7 +4,9 @@
 
 use super::idempotency::{self, KeyUse};
 use super::outbox::push;
-use super::seats::{OFFER_SELECT, holds_ticket, line_moved, load_ticket, offer_seats, update};
+use super::seats::{
+    OFFER_SELECT, holds_ticket, line_moved, load_ticket, offer_columns, offer_seats, update,
+};
 use super::sessions::load as load_session;
 use super::sql::{Tx, args};
 use super::{Conflict, Created, Result, SqlStore, StoreError};
@@ -110,14 +112,10 @@ impl WaitlistStore for SqlStore {
             key,
             request: req.session.to_owned(),
         });
-        if let Some(k) = &key
-            && let Some(id) = idempotency::claim(&mut tx, k, now).await?
+        if let Some(replay) =
+            idempotency::replay(&mut tx, key.as_ref(), now, entry_with_position).await?
         {
-            let entry = entry_with_position(&mut tx, org, &id).await?;
-            return Ok(Created {
-                value: entry,
-                created: false,
-            });
+            return Ok(replay);
         }
         if holds_ticket(&mut tx, org, req.session, req.user).await? {
             return Err(Conflict::Duplicate("a ticket for this session").into());
@@ -175,9 +173,12 @@ impl WaitlistStore for SqlStore {
             // Leaving with an offer in hand declines it: the seat goes to the next person.
             let offer: Offer = tx
                 .fetch_one(
-                    "select id, session_id, user_id, status, expires_at, created_at, \
-                     answered_at, ticket_id from waitlist_offers where org_id = $1 \
-                     and entry_id = $2 and status = 'open'",
+                    concat!(
+                        "select ",
+                        offer_columns!(),
+                        " from waitlist_offers where org_id = $1 and entry_id = $2 \
+                         and status = 'open'"
+                    ),
                     args![org, &entry],
                 )
                 .await?;
@@ -242,9 +243,12 @@ impl WaitlistStore for SqlStore {
         let mut tx = self.read(org).await?;
         Ok(tx
             .fetch_all(
-                "select id, session_id, user_id, status, expires_at, created_at, answered_at, \
-                 ticket_id from waitlist_offers where org_id = $1 and user_id = $2 \
-                 and status = 'open' order by created_at, id limit $3",
+                concat!(
+                    "select ",
+                    offer_columns!(),
+                    " from waitlist_offers where org_id = $1 and user_id = $2 \
+                     and status = 'open' order by created_at, id limit $3"
+                ),
                 args![org, user, MAX_OFFERS_PER_CALL],
             )
             .await?)
@@ -268,14 +272,8 @@ impl WaitlistStore for SqlStore {
             key,
             request: offer_id.to_owned(),
         });
-        if let Some(k) = &key
-            && let Some(id) = idempotency::claim(&mut tx, k, now).await?
-        {
-            let ticket = load_ticket(&mut tx, org, &id).await?;
-            return Ok(Created {
-                value: ticket,
-                created: false,
-            });
+        if let Some(replay) = idempotency::replay(&mut tx, key.as_ref(), now, load_ticket).await? {
+            return Ok(replay);
         }
         let mut tx = self.answerable(tx, org, &offer, now).await?;
         let (tier, event_id): (String, String) = tx
