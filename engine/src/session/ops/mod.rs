@@ -18,11 +18,12 @@ pub mod questions;
 pub mod send_message;
 
 use super::error::OpError;
+use crate::auth::Authorizer;
 use crate::conn::Conn;
 use crate::live::Live;
 use evd_protocol::auth::Claims;
 use evd_protocol::event::Event;
-use evd_protocol::{ErrorCode, Ref};
+use evd_protocol::{ErrorCode, Ref, RoomKind, RoomName};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -72,4 +73,19 @@ fn live(live: Option<&Live>) -> Result<&Live, OpError> {
             "polls, questions and offers need the store; this node runs without one",
         )
     })
+}
+
+/// The checks an op on a stored item (a poll, a question) makes first: the item's `session`
+/// as looked up (`None`: the item is unknown, `not_found`), made its session room, and the
+/// caller's right to join that room.
+async fn may_join_session(
+    who: Caller<'_>,
+    authorizer: &dyn Authorizer,
+    session: Option<String>,
+    not_found: impl Fn() -> OpError,
+) -> Result<(), OpError> {
+    let session = session.ok_or_else(&not_found)?;
+    let room = RoomName::new(RoomKind::Session, &session).map_err(|_| not_found())?;
+    authorizer.can_join(who.claims, &room).await?;
+    Ok(())
 }

@@ -1,14 +1,14 @@
 //! `submit_poll_response`: a durable vote, one per user per poll. The `ACK` follows the commit;
 //! the counts reach the room as `POLL_RESULTS` on the next tick.
 
-use super::{Caller, OpResult, Reply, live};
+use super::{Caller, OpResult, Reply, live, may_join_session};
 use crate::auth::Authorizer;
 use crate::live::Live;
 use crate::session::error::OpError;
 use evd_api::store::{Vote, VoteOutcome};
+use evd_protocol::ErrorCode;
 use evd_protocol::event::{Ack, Event};
 use evd_protocol::op::SubmitPollResponse;
-use evd_protocol::{ErrorCode, RoomKind, RoomName};
 
 /// Runs `submit_poll_response`: checks the right to join the poll's session room, then votes.
 pub async fn apply(
@@ -20,13 +20,9 @@ pub async fn apply(
     let live = live(store)?;
     let org = who.claims.org.clone();
     let no_poll = || OpError::new(ErrorCode::NotFound, format!("no poll `{}`", op.poll));
-    let session = live
-        .poll_session(&org, &op.poll)
-        .await?
-        .ok_or_else(no_poll)?;
-    let room = RoomName::new(RoomKind::Session, &session).map_err(|_| no_poll())?;
     // Voting needs the right to join the poll's session room.
-    authorizer.can_join(who.claims, &room).await?;
+    let session = live.poll_session(&org, &op.poll).await?;
+    may_join_session(who, authorizer, session, no_poll).await?;
     let vote = Vote {
         org,
         poll: op.poll,

@@ -2,7 +2,7 @@
 //! the room as soon as the question is stored; upvote counts follow as `QUESTION_UPDATED` on the
 //! next tick.
 
-use super::{Caller, OpResult, Reply, live};
+use super::{Caller, OpResult, Reply, live, may_join_session};
 use crate::auth::Authorizer;
 use crate::live::Live;
 use crate::session::error::OpError;
@@ -10,7 +10,7 @@ use crate::settings::Limits;
 use evd_api::store::{NewQuestion, Upvote, UpvoteOutcome};
 use evd_protocol::event::{Ack, Event};
 use evd_protocol::op::{AskQuestion, UpvoteQuestion};
-use evd_protocol::{ErrorCode, RoomKind, RoomName};
+use evd_protocol::{ErrorCode, RoomKind};
 
 /// Runs `ask_question`: a session room, a text within `limits.max_text_bytes`, the right to
 /// join the room.
@@ -66,12 +66,8 @@ pub async fn upvote(
     let org = who.claims.org.clone();
     let missing = format!("no question `{}`", op.question);
     let no_question = || OpError::new(ErrorCode::NotFound, missing.clone());
-    let session = live
-        .question_session(&org, &op.question)
-        .await?
-        .ok_or_else(no_question)?;
-    let room = RoomName::new(RoomKind::Session, &session).map_err(|_| no_question())?;
-    authorizer.can_join(who.claims, &room).await?;
+    let session = live.question_session(&org, &op.question).await?;
+    may_join_session(who, authorizer, session, no_question).await?;
     match live
         .upvote(Upvote {
             org,
