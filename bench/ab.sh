@@ -17,13 +17,7 @@ mkdir -p "$OUT"
 rm -f "$OUT"/*.json
 ulimit -n "$(ulimit -Hn)"
 
-TMP=$(mktemp -d)
-PID=
-stop_server() {
-  if [ -n "$PID" ]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; PID=; fi
-}
-trap 'stop_server; rm -rf "$TMP"' EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. bench/lib.sh
 
 # The same settings as compare.sh: no per-IP connection rate, an op rate for a fast publisher.
 run() { # label, binary, rate, round

@@ -41,14 +41,7 @@ cargo build --release --bin evd --bin evd-loadtest --bin loopback-floor
 (cd bench/peers/socketio && npm ci --no-audit --no-fund --silent)
 (cd bench/peers/socketioxide && cargo build --release)
 
-TMP=$(mktemp -d)
-PID=
-stop_server() {
-  if [ -n "$PID" ]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; PID=; fi
-}
-trap 'stop_server; rm -rf "$TMP"' EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. bench/lib.sh
 
 # The evd settings for load runs: no per-IP connection rate limit (the harness connects from
 # a few 127.0.0.x addresses) and an op rate that lets one publisher send hundreds per second.
