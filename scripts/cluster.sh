@@ -21,16 +21,10 @@ cmd=${1:-}
 root="$(cd "$(dirname "$0")/.." && pwd)"
 dir="$root/.cluster/nodes"
 base=${EVD_NODES_PORT:-9000}
+. "$root/scripts/lib.sh"
 
 stop() {
-  [ -d "$dir" ] || return 0
-  for f in "$dir"/*.pid; do
-    [ -e "$f" ] || continue
-    pid=$(cat "$f")
-    if kill -0 "$pid" 2>/dev/null; then kill "$pid" 2>/dev/null || true; fi
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    rm -f "$f"
-  done
+  stop_pid_files "$dir" 100
 }
 
 urls() {

@@ -17,6 +17,7 @@ base=${2:-${EVD_CLUSTER_PORT:-7000}}
 node_timeout=${EVD_CLUSTER_NODE_TIMEOUT_MS:-2000}
 root="$(cd "$(dirname "$0")/.." && pwd)"
 dir="$root/.cluster/$base"
+. "$root/scripts/lib.sh"
 ports=()
 for i in 0 1 2 3 4 5; do ports+=($((base + i))); done
 
@@ -28,12 +29,7 @@ seeds() {
 
 stop() {
   [ -d "$dir" ] || return 0
-  for f in "$dir"/*.pid; do
-    [ -e "$f" ] || continue
-    pid=$(cat "$f")
-    if kill -0 "$pid" 2>/dev/null; then kill "$pid" 2>/dev/null || true; fi
-    rm -f "$f"
-  done
+  stop_pid_files "$dir" 0
   # Give them a moment to release the ports.
   for _ in $(seq 50); do
     alive=0
