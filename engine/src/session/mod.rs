@@ -160,8 +160,7 @@ impl Session {
 
     /// Runs one op and queues its reply or `ERROR`.
     async fn dispatch(&mut self, req: Request) {
-        let node = Arc::clone(&self.node);
-        node.metrics.op(req.op.name());
+        self.node.metrics.op(req.op.name());
         if !matches!(req.op, Op::SendMessage(_)) {
             self.flush_replies().await;
         }
@@ -170,32 +169,33 @@ impl Session {
             claims: &self.claims,
             r#ref: req.r#ref,
         };
-        let (authorizer, store) = (node.authorizer.as_ref(), node.live.as_ref());
-        let result = match req.op {
-            Op::JoinRoom(op) => ops::join_room::apply(op, who, &node).await,
-            Op::LeaveRoom(op) => ops::leave_room::apply(op, who, &node).await,
-            Op::SendMessage(op) => {
-                let limits = &node.settings.limits;
-                let broker = node.broker.as_ref();
-                ops::send_message::apply(op, who, authorizer, broker, store, limits, &node.metrics)
-                    .await
-            }
-            Op::Ping(_) => Ok(Reply::Now(Event::Pong(Pong { r#ref: req.r#ref }))),
-            Op::SubmitPollResponse(op) => ops::polls::apply(op, who, authorizer, store).await,
-            Op::AskQuestion(op) => {
-                let limits = &node.settings.limits;
-                ops::questions::ask(op, who, authorizer, store, limits).await
-            }
-            Op::UpvoteQuestion(op) => ops::questions::upvote(op, who, authorizer, store).await,
-            Op::AcceptOffer(op) => ops::offers::accept(op, who, store).await,
-            Op::DeclineOffer(op) => ops::offers::decline(op, who, store).await,
-        };
-        match result {
+        match run_op(&self.node, who, req.op).await {
             Ok(Reply::Now(event)) => self.reply(event),
             Ok(Reply::Later(pending)) => self.reply_later(pending).await,
             Ok(Reply::Sent) => {}
             Err(e) => self.send_error(req.r#ref, e),
         }
+    }
+}
+
+/// Runs one op with the node parts it uses.
+async fn run_op(node: &Node, who: Caller<'_>, op: Op) -> ops::OpResult {
+    let (authorizer, store) = (node.authorizer.as_ref(), node.live.as_ref());
+    let limits = &node.settings.limits;
+    match op {
+        Op::JoinRoom(op) => ops::join_room::apply(op, who, node).await,
+        Op::LeaveRoom(op) => ops::leave_room::apply(op, who, node).await,
+        Op::SendMessage(op) => {
+            let broker = node.broker.as_ref();
+            ops::send_message::apply(op, who, authorizer, broker, store, limits, &node.metrics)
+                .await
+        }
+        Op::Ping(_) => Ok(Reply::Now(Event::Pong(Pong { r#ref: who.r#ref }))),
+        Op::SubmitPollResponse(op) => ops::polls::apply(op, who, authorizer, store).await,
+        Op::AskQuestion(op) => ops::questions::ask(op, who, authorizer, store, limits).await,
+        Op::UpvoteQuestion(op) => ops::questions::upvote(op, who, authorizer, store).await,
+        Op::AcceptOffer(op) => ops::offers::accept(op, who, store).await,
+        Op::DeclineOffer(op) => ops::offers::decline(op, who, store).await,
     }
 }
 
