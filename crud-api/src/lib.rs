@@ -16,6 +16,7 @@
 
 pub mod auth;
 pub mod clock;
+pub mod cors;
 pub mod error;
 pub mod extract;
 pub mod model;
@@ -54,7 +55,8 @@ pub use state::AppState;
 /// Lapsed offers handled per sweep; the next sweep takes the rest.
 pub const SWEEP_BATCH: i64 = 500;
 
-/// The REST API: every route under `/api/v1`, with request ids, request spans and metrics.
+/// The REST API: every route under `/api/v1`, with request ids, request spans, metrics, and
+/// CORS for the origins `state.cors` allows.
 pub fn app(state: AppState) -> Router {
     let api = routes::router().route("/openapi.json", get(openapi_json));
     Router::new()
@@ -64,6 +66,8 @@ pub fn app(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(telemetry::request_span))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        // Outermost: a preflight is answered before anything else runs.
+        .layer(cors::layer(&state.cors))
         .with_state(state)
 }
 

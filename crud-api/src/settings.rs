@@ -1,5 +1,6 @@
 //! The settings of `evd-api`: defaults, then an optional TOML file, then the environment.
 
+use crate::cors::CorsSettings;
 use crate::rate_limit::RateLimitSettings;
 use crate::store::{StoreConfig, redact_url};
 use evd_protocol::auth::JwtSettings;
@@ -33,6 +34,8 @@ pub struct Settings {
     pub rate_limit: RateLimitSettings,
     /// Token verification, shared with the engine.
     pub jwt: JwtSettings,
+    /// Which other web origins may call the API (and, in the engine, open `/ws`).
+    pub cors: CorsSettings,
 }
 
 impl Default for Settings {
@@ -46,6 +49,7 @@ impl Default for Settings {
             max_body_bytes: 64 * 1024,
             rate_limit: RateLimitSettings::default(),
             jwt: JwtSettings::default(),
+            cors: CorsSettings::default(),
         }
     }
 }
@@ -61,13 +65,15 @@ impl fmt::Debug for Settings {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("rate_limit", &self.rate_limit)
             .field("jwt", &self.jwt)
+            .field("cors", &self.cors)
             .finish()
     }
 }
 
 impl Settings {
     /// Defaults, then the TOML file at `config`, then `DATABASE_URL`, then `EVD_*`. Nested
-    /// settings take their section as a prefix: `EVD_JWT_SECRET`, `EVD_RATE_LIMIT_BURST`.
+    /// settings take their section as a prefix: `EVD_JWT_SECRET`, `EVD_RATE_LIMIT_BURST`,
+    /// `EVD_CORS_ALLOWED_ORIGINS`.
     pub fn load(config: Option<&Path>) -> Result<Settings, Box<figment::Error>> {
         Self::figment(config, Env::raw(), Env::prefixed("EVD_"))
             .extract()
@@ -85,7 +91,7 @@ impl Settings {
             // struct's own keys are taken, so theirs are not refused as unknown.
             .merge(evd.filter(|key| is_own_key(key.as_str())).map(|key| {
                 let key = key.as_str().to_ascii_lowercase();
-                for section in ["jwt", "rate_limit"] {
+                for section in SECTIONS {
                     if let Some(rest) = key.strip_prefix(section).and_then(|k| k.strip_prefix('_'))
                     {
                         return format!("{section}.{rest}").into();
@@ -115,11 +121,15 @@ impl Settings {
     }
 }
 
+/// The sections, as `EVD_<SECTION>_<FIELD>` spells them.
+const SECTIONS: [&str; 3] = ["jwt", "rate_limit", "cors"];
+
 fn is_own_key(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
     Settings::KEYS.contains(&key.as_str())
-        || key.starts_with("jwt_")
-        || key.starts_with("rate_limit_")
+        || SECTIONS
+            .iter()
+            .any(|s| key.strip_prefix(s).is_some_and(|r| r.starts_with('_')))
 }
 
 #[cfg(test)]
@@ -139,6 +149,10 @@ mod tests {
             jail.set_env("EVD_RATE_LIMIT_PER_SECOND", "5");
             jail.set_env("EVD_JWT_SECRET", "0123456789abcdef0123456789abcdef");
             jail.set_env("EVD_REDIS_URL", "redis://not-ours");
+            jail.set_env(
+                "EVD_CORS_ALLOWED_ORIGINS",
+                "https://app.example,http://localhost:5173",
+            );
             let s = Settings::load(Some(Path::new("evd.toml"))).map_err(|e| *e)?;
             assert_eq!(s.pool_size, 3);
             assert_eq!(s.offer_ttl_secs, 90);
@@ -150,6 +164,10 @@ mod tests {
             assert_eq!(
                 s.jwt.secret.as_deref(),
                 Some("0123456789abcdef0123456789abcdef")
+            );
+            assert_eq!(
+                s.cors.allowed_origins,
+                ["https://app.example", "http://localhost:5173"]
             );
             jail.set_env("EVD_DATABASE_URL", "sqlite://wins.db");
             assert_eq!(

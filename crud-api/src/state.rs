@@ -1,6 +1,7 @@
 //! What every handler shares: the store, the token verifier, the rate limiter and the body
-//! limit.
+//! limit; and the origins the router answers CORS for.
 
+use crate::cors::CorsSettings;
 use crate::rate_limit::RateLimiter;
 use crate::settings::Settings;
 use crate::store::Store;
@@ -18,6 +19,8 @@ pub struct AppState {
     pub rate_limiter: Arc<RateLimiter>,
     /// Largest request body.
     pub max_body_bytes: usize,
+    /// Other origins that may call the API; [`app`](crate::app) answers CORS for them.
+    pub cors: Arc<CorsSettings>,
 }
 
 impl AppState {
@@ -28,6 +31,7 @@ impl AppState {
             verifier: Arc::new(settings.jwt.verifier()?),
             rate_limiter: Arc::new(RateLimiter::new(settings.rate_limit)),
             max_body_bytes: settings.max_body_bytes,
+            cors: Arc::new(settings.cors.clone()),
         })
     }
 }

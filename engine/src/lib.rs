@@ -3,7 +3,9 @@
 //! A WebSocket server for live events: attendees join rooms, see presence, chat with ordered
 //! delivery and recovery after a reconnect. The pieces, each in its own module:
 //!
-//! - [`server`]: HTTP routes and the accept loop; [`run`] is the whole server.
+//! - [`server`]: HTTP routes and the accept loop; [`run`] is the whole server. Beside it:
+//!   [`page`] (the browser page and `/config.json`), [`dev_token`] (development sign-in) and
+//!   [`origin`] (the upgrade's `Origin` check).
 //! - [`session`]: one connection's ops: [`session::reader`] (read loop, heartbeat, limits, close),
 //!   [`session::ops`] (one file per op), [`session::error`].
 //! - [`node`]: the node's parts, admission, and the room orchestration ops share.
@@ -28,11 +30,14 @@ pub mod auth;
 pub mod broker;
 pub mod clock;
 pub mod conn;
+pub mod dev_token;
 pub mod group_commit;
 pub mod hub;
 pub mod live;
 pub mod metrics;
 pub mod node;
+pub mod origin;
+pub mod page;
 pub mod presence;
 pub mod relay;
 pub mod room_key;

@@ -98,11 +98,7 @@ fn main() -> anyhow::Result<()> {
             if !rooms.is_empty() {
                 claims.rooms = Some(rooms);
             }
-            if let Some(aud) = settings.api.jwt.audience.first() {
-                claims.aud = Some(evd_protocol::auth::Audience::One(aud.clone()));
-            }
-            claims.iss = settings.api.jwt.issuer.first().cloned();
-            let token = settings.api.jwt.signer()?.sign(&claims)?;
+            let token = settings.api.jwt.mint(claims)?;
             #[allow(clippy::print_stdout)]
             {
                 println!("{token}");
@@ -158,6 +154,12 @@ async fn serve(settings: Settings, mode: Mode) -> anyhow::Result<()> {
     }
     if mode != Mode::Engine {
         eprintln!("evd REST API on {http}://{addr}/api/v1 (OpenAPI: /api/v1/openapi.json)");
+    }
+    if mode == Mode::All {
+        eprintln!("  page:          {http}://{addr}/");
+        if settings.api.jwt.uses_dev_secret() {
+            eprintln!("  dev sign-in:   POST {http}://{addr}/dev/token (development secret only)");
+        }
     }
     match mode {
         Mode::All => evd_engine::run(listener, settings, shutdown_signal()).await?,

@@ -1,5 +1,7 @@
 //! HTTP surface and the accept loop: `/ws`, `/healthz`, `/readyz`, `/metrics` (and `/echo` in
-//! tests), served on a listener until a shutdown signal, then drained.
+//! tests), served on a listener until a shutdown signal, then drained. With the REST API
+//! (`evd serve`) it also mounts the browser page and, on the development secret only, the
+//! development sign-in.
 
 use crate::auth::authenticate;
 use crate::broker::redis::{RedisBroker, RedisConn};
@@ -8,10 +10,11 @@ use crate::presence::redis::RedisPresence;
 use crate::session::{self, echo};
 use crate::settings::Settings;
 use crate::shutdown::Shutdown;
+use crate::{dev_token, origin, page};
 use axum::Router;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::{ConnectInfo, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::serve::ListenerExt;
@@ -23,9 +26,13 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 /// The engine's router. Tests call it directly; [`serve`] puts it on a socket.
+///
+/// `/ws` answers CORS for `cors.allowed_origins`, so a page of another origin can read why a
+/// plain `GET /ws?token=…` was refused.
 pub fn app(node: Arc<Node>) -> Router {
+    let cors = evd_api::cors::layer(&node.settings.api.cors);
     let mut router = Router::new()
-        .route("/ws", any(ws))
+        .route(page::WS_PATH, any(ws).layer(cors))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics));
@@ -158,7 +165,8 @@ pub async fn serve(
     serve_with(listener, node, None, signal).await
 }
 
-/// [`serve`], with the REST API mounted beside the engine's routes when `api` is given.
+/// [`serve`], with the REST API, the browser page and (on the development secret) the
+/// development sign-in mounted beside the engine's routes when `api` is given.
 pub async fn serve_with(
     listener: TcpListener,
     node: Arc<Node>,
@@ -169,7 +177,9 @@ pub async fn serve_with(
     let drain = node.settings.drain.clone();
     let mut router = app(Arc::clone(&node));
     if let Some(state) = api {
-        router = router.merge(evd_api::app(state));
+        router = router
+            .merge(evd_api::app(state))
+            .merge(browser_routes(&node.settings));
     }
     let app = router.into_make_service_with_connect_info::<SocketAddr>();
     let tls = &node.settings.tls;
@@ -256,6 +266,22 @@ pub async fn serve_with(
     Ok(())
 }
 
+/// The page and its `/config.json`, and `POST /dev/token` while the development secret is in
+/// use, with CORS for `cors.allowed_origins` (a page served elsewhere in development may sign in
+/// here).
+fn browser_routes(settings: &Settings) -> Router {
+    let mut routes = page::router(settings);
+    if settings.api.jwt.uses_dev_secret() {
+        tracing::warn!(
+            path = dev_token::PATH,
+            "development sign-in is open: anyone who reaches this server can mint a token; set \
+             EVD_JWT_SECRET to close it"
+        );
+        routes = routes.merge(dev_token::router(settings.api.jwt.clone()));
+    }
+    routes.layer(evd_api::cors::layer(&settings.api.cors))
+}
+
 /// A JSON error body `{"error": …, "message": …}` as PROTOCOL.md gives for refused upgrades.
 fn refuse(status: StatusCode, error: &str, message: &str) -> Response {
     let body = serde_json::json!({ "error": error, "message": message });
@@ -336,12 +362,23 @@ fn configure(ws: WebSocketUpgrade, settings: &Settings) -> WebSocketUpgrade {
 async fn ws(
     State(node): State<Arc<Node>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    // A page of a foreign origin is refused first: its token says nothing about the page.
+    if let Err(refused) = origin::check(&node.settings.api.cors, &headers, &uri) {
+        node.metrics.rejected("origin");
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            &format!("origin {refused} not allowed"),
+        );
+    }
     // The token is checked before anything else about the upgrade: a bad token is a 401 even on
-    // a malformed upgrade request.
+    // a malformed upgrade request (a browser, which cannot read an upgrade's status, learns this
+    // way with a plain `GET` whether its token was refused).
     let claims = match authenticate(&node.verifier, &headers, query.as_deref()) {
         Ok(c) => c,
         Err(e) => {

@@ -2,6 +2,7 @@
 //! `EVD_TEST_DATABASE_URL` is set (each test in a database of its own).
 
 mod common;
+mod cors;
 mod live;
 mod rls;
 mod routes;

@@ -19,8 +19,9 @@ use serde::Serialize;
 use std::path::Path;
 
 /// Sections whose fields are reached as `EVD_<SECTION>_<FIELD>`.
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 9] = [
     "jwt",
+    "cors",
     "broker",
     "tls",
     "limits",

@@ -124,7 +124,8 @@ const SHARED_TOML: &str = "listen = \"127.0.0.1:7000\"\n\
     sweep_interval_ms = 250\n\
     max_body_bytes = 2048\n\
     [rate_limit]\nper_second = 4\nburst = 9\n\
-    [jwt]\nsecret = \"from-file-from-file-from-file-xx\"\nleeway_secs = 5\n";
+    [jwt]\nsecret = \"from-file-from-file-from-file-xx\"\nleeway_secs = 5\n\
+    [cors]\nallowed_origins = [\"https://app.example\"]\n";
 
 #[test]
 #[allow(clippy::result_large_err)] // figment's Jail closure type
@@ -163,6 +164,7 @@ fn shared_keys_load_from_the_file_as_evd_api_reads_them() {
             Some("from-file-from-file-from-file-xx")
         );
         assert_eq!(s.api.jwt.leeway_secs, 5);
+        assert_eq!(s.api.cors.allowed_origins, ["https://app.example"]);
         Ok(())
     });
 }
@@ -184,6 +186,10 @@ fn shared_keys_load_from_the_environment_as_evd_api_reads_them() {
         jail.set_env("EVD_RATE_LIMIT_BURST", "11");
         jail.set_env("EVD_JWT_SECRET", "from-env-from-env-from-env-from-env");
         jail.set_env("EVD_JWT_LEEWAY_SECS", "7");
+        jail.set_env(
+            "EVD_CORS_ALLOWED_ORIGINS",
+            "http://localhost:5173,https://app.example/",
+        );
         let s = Settings::load(file).expect("loads");
         let api = evd_api::settings::Settings::load(file).map_err(|e| *e)?;
         assert_eq!(s.api(), api);
@@ -211,6 +217,10 @@ fn shared_keys_load_from_the_environment_as_evd_api_reads_them() {
             Some("from-env-from-env-from-env-from-env")
         );
         assert_eq!(s.api.jwt.leeway_secs, 7);
+        assert_eq!(
+            s.api.cors.allowed_origins,
+            ["http://localhost:5173", "https://app.example"]
+        );
         jail.set_env("EVD_DATABASE_URL", "sqlite://wins.db");
         let s = Settings::load(file).expect("loads");
         assert_eq!(s.api.database_url, "sqlite://wins.db");
@@ -274,6 +284,13 @@ fn a_bad_shared_value_is_named() {
             .unwrap_err()
             .to_string();
         assert!(err.contains("rate_limit.burst"), "{err}");
+        jail.set_env("EVD_POOL_SIZE", "3");
+        jail.set_env("EVD_CORS_ALLOWED_ORIGINS", "https://app.example/login");
+        let err = Settings::load(None).unwrap_err().to_string();
+        assert!(
+            err.contains("ALLOWED_ORIGINS") && err.contains("https://app.example/login"),
+            "{err}"
+        );
         Ok(())
     });
 }

@@ -223,3 +223,25 @@ fn settings_build_keys_and_redact_the_secret() {
     assert_eq!(parsed.audience, vec!["a", "b"]);
     assert_eq!(parsed.issuer, vec!["i"]);
 }
+
+#[test]
+fn minted_tokens_carry_the_configured_audience_and_issuer() {
+    let s = JwtSettings {
+        secret: Some("m".repeat(40)),
+        audience: vec!["evd".into(), "other".into()],
+        issuer: vec!["https://issuer.example".into()],
+        ..Default::default()
+    };
+    let token = s.mint(claims()).unwrap();
+    let verified = s.verifier().unwrap().verify(&token).unwrap();
+    assert_eq!(verified.aud, Some(Audience::One("evd".into())));
+    assert_eq!(verified.iss.as_deref(), Some("https://issuer.example"));
+    let weak = JwtSettings {
+        secret: Some("short".into()),
+        ..Default::default()
+    };
+    assert!(matches!(
+        weak.mint(claims()),
+        Err(MintError::Config(JwtConfigError::WeakSecret))
+    ));
+}
