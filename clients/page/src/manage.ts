@@ -1,9 +1,9 @@
-// The organizer's controls for a session: seats and capacity, its tickets (issue, cancel: a
+// The organizer's controls for a session: seats and capacity, its tickets (list, issue, cancel: a
 // cancelled seat is offered to the waitlist at once), offering free seats to the waitlist, and
 // how many people are in the session and event rooms.
 
 import type { Room } from '../../js/src/index.ts';
-import { ApiError, describe } from './api.ts';
+import { all, ApiError, describe } from './api.ts';
 import type { Ctx } from './ctx.ts';
 import { busy, errorLine, field, fill, h, plural } from './dom.ts';
 import type { Scope } from './scope.ts';
@@ -50,37 +50,16 @@ export function managePanel(
     saveCap,
   );
 
-  // Tickets: the session's list when the API offers one, else the ones issued from this page.
+  // Tickets: the session's list, every holder's (the first 1,000).
   const tickets = h('ul', { class: 'tickets plain', testid: 'tickets-list', 'aria-label': 'Tickets' });
   const ticketNote = h('p', { class: 'muted small', testid: 'tickets-note' });
   const ticketError = errorLine('ticket-error');
-  const knownKey = 'evd.tickets.' + id;
-  const known = new Map<string, TicketRec>((JSON.parse(sessionStorage.getItem(knownKey) || '[]') as TicketRec[]).map((t) => [t.id, t]));
-  let canList = true;
-  const remember = (t: TicketRec) => {
-    known.set(t.id, t);
-    sessionStorage.setItem(knownKey, JSON.stringify([...known.values()]));
-  };
+  const listMax = 1000;
 
   const loadTickets = async () => {
-    let list: TicketRec[] | null = null;
-    if (canList) {
-      try {
-        const res = await ctx.api.get<TicketRec[] | { items: TicketRec[] }>(`${base}/tickets?limit=200`);
-        list = Array.isArray(res) ? res : res.items;
-      } catch (e) {
-        if (!(e instanceof ApiError) || (e.status !== 404 && e.status !== 405)) throw e;
-        canList = false;
-      }
-    }
-    if (!list) {
-      // Refresh the statuses of the tickets we know of.
-      const fresh = await Promise.all([...known.values()].map((t) => ctx.api.get<TicketRec>(`/tickets/${encodeURIComponent(t.id)}`).catch(() => t)));
-      fresh.forEach(remember);
-      list = fresh;
-      ticketNote.textContent = 'This server cannot list a session’s tickets; these are the ones issued from this page.';
-    }
+    const list = await all<TicketRec>(ctx.api, `${base}/tickets`, listMax);
     if (scope.disposed) return;
+    ticketNote.textContent = list.length >= listMax ? `Showing the first ${listMax} tickets.` : '';
     renderTickets(list);
   };
 
@@ -104,8 +83,7 @@ export function managePanel(
               onclick: async (ev: Event) => {
                 ticketError.textContent = '';
                 try {
-                  const c = await busy(ev.currentTarget as HTMLButtonElement, 'Cancelling…', () => ctx.api.post<TicketRec>(`/tickets/${encodeURIComponent(t.id)}/cancel`));
-                  remember(c);
+                  await busy(ev.currentTarget as HTMLButtonElement, 'Cancelling…', () => ctx.api.post<TicketRec>(`/tickets/${encodeURIComponent(t.id)}/cancel`));
                   await Promise.all([loadTickets(), refreshSession()]);
                 } catch (e) {
                   ticketError.textContent = describe(e);
@@ -129,8 +107,7 @@ export function managePanel(
         ev.preventDefault();
         ticketError.textContent = '';
         try {
-          const t = await busy(issue, 'Issuing…', () => ctx.api.post<TicketRec>(`${base}/tickets`, { user_id: holder.value.trim() }));
-          remember(t);
+          await busy(issue, 'Issuing…', () => ctx.api.post<TicketRec>(`${base}/tickets`, { user_id: holder.value.trim() }));
           holder.value = '';
           await Promise.all([loadTickets(), refreshSession()]);
         } catch (e) {

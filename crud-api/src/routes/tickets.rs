@@ -1,4 +1,4 @@
-//! Tickets: issue (never oversold), cancel, list mine.
+//! Tickets: issue (never oversold), cancel, list mine or (organizers) a session's.
 
 use super::{PageParams, created, page_limit, visible_session};
 use crate::auth::Caller;
@@ -6,7 +6,7 @@ use crate::error::{ApiError, ApiResult, Problems};
 use crate::extract::{IdempotencyKey, Json, Path, Query};
 use crate::model::{Page, Ticket, TierSchema};
 use crate::state::AppState;
-use crate::store::IssueTicket;
+use crate::store::{IssueTicket, TicketsOf};
 use crate::validate::Check;
 use axum::Router;
 use axum::extract::State;
@@ -19,7 +19,10 @@ use utoipa::ToSchema;
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
-        .route("/sessions/{session_id}/tickets", post(issue_ticket))
+        .route(
+            "/sessions/{session_id}/tickets",
+            post(issue_ticket).get(list_session_tickets),
+        )
         .route("/tickets", get(list_tickets))
         .route("/tickets/{ticket_id}", get(get_ticket))
         .route("/tickets/{ticket_id}/cancel", post(cancel_ticket))
@@ -93,7 +96,43 @@ pub(crate) async fn list_tickets(
     let limit = page_limit(page.limit)?;
     let tickets = state
         .store
-        .list_tickets(caller.org(), caller.user(), page.cursor.as_deref(), limit)
+        .list_tickets(
+            caller.org(),
+            TicketsOf::User(caller.user()),
+            page.cursor.as_deref(),
+            limit,
+        )
+        .await?;
+    Ok(axum::Json(tickets))
+}
+
+/// A session's tickets, every holder's, cancelled ones included, oldest first. Organizers and
+/// owners only.
+#[utoipa::path(get, path = "/sessions/{session_id}/tickets", tag = "tickets",
+    params(("session_id" = String, Path, description = "The session id"), PageParams),
+    responses((status = 200, body = Page<Ticket>), Problems))]
+#[instrument(skip_all)]
+pub(crate) async fn list_session_tickets(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(session_id): Path<String>,
+    Query(page): Query<PageParams>,
+) -> ApiResult<axum::Json<Page<Ticket>>> {
+    if !caller.is_staff() {
+        return Err(ApiError::Forbidden(
+            "only organizers and owners list a session's tickets",
+        ));
+    }
+    let limit = page_limit(page.limit)?;
+    visible_session(&state, &caller, &session_id).await?;
+    let tickets = state
+        .store
+        .list_tickets(
+            caller.org(),
+            TicketsOf::Session(&session_id),
+            page.cursor.as_deref(),
+            limit,
+        )
         .await?;
     Ok(axum::Json(tickets))
 }

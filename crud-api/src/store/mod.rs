@@ -41,7 +41,7 @@ pub use questions::{MAX_QUESTIONS_PER_PAGE, NewQuestion, QuestionStore, Upvote, 
 pub use seats::POSITION_NOTICES;
 pub use sessions::{MAX_SESSIONS_PER_EVENT, NewSession, SessionPatch, SessionStore};
 pub use sweep::{SweepReport, Sweeper};
-pub use tickets::{IssueTicket, TicketStore};
+pub use tickets::{IssueTicket, TicketStore, TicketsOf};
 pub use waitlist::{JoinWaitlist, MAX_OFFERS_PER_CALL, WaitlistStore};
 
 use crate::clock::{Clock, Millis};

@@ -30,6 +30,15 @@ pub struct IssueTicket<'a> {
     pub idempotency_key: Option<&'a str>,
 }
 
+/// Whose tickets a listing holds.
+#[derive(Debug, Clone, Copy)]
+pub enum TicketsOf<'a> {
+    /// One user's, across sessions.
+    User(&'a str),
+    /// One session's, every holder's (organizers and owners).
+    Session(&'a str),
+}
+
 /// Tickets of an org.
 #[async_trait]
 pub trait TicketStore {
@@ -40,11 +49,11 @@ pub trait TicketStore {
     async fn cancel_ticket(&self, org: &str, id: &str, holder: Option<&str>) -> Result<Ticket>;
     /// One ticket. With `holder`, only that user's ticket is found.
     async fn get_ticket(&self, org: &str, id: &str, holder: Option<&str>) -> Result<Ticket>;
-    /// A user's tickets, newest last.
+    /// A user's or a session's tickets, cancelled ones included, newest last.
     async fn list_tickets(
         &self,
         org: &str,
-        user: &str,
+        of: TicketsOf<'_>,
         cursor: Option<&str>,
         limit: i64,
     ) -> Result<Page<Ticket>>;
@@ -180,22 +189,34 @@ impl TicketStore for SqlStore {
     async fn list_tickets(
         &self,
         org: &str,
-        user: &str,
+        of: TicketsOf<'_>,
         cursor: Option<&str>,
         limit: i64,
     ) -> Result<Page<Ticket>> {
-        let mut tx = self.read(org).await?;
         // Ticket ids are UUIDv7: they sort by creation time.
-        let mut items: Vec<Ticket> = tx
-            .fetch_all(
+        let (sql, key) = match of {
+            TicketsOf::User(user) => (
                 concat!(
                     "select ",
                     ticket_columns!(),
                     " from tickets where org_id = $1 and user_id = $2 \
                      and ($3 is null or id > $3) order by id limit $4"
                 ),
-                args![org, user, cursor, limit + 1],
-            )
+                user,
+            ),
+            TicketsOf::Session(session) => (
+                concat!(
+                    "select ",
+                    ticket_columns!(),
+                    " from tickets where org_id = $1 and session_id = $2 \
+                     and ($3 is null or id > $3) order by id limit $4"
+                ),
+                session,
+            ),
+        };
+        let mut tx = self.read(org).await?;
+        let mut items: Vec<Ticket> = tx
+            .fetch_all(sql, args![org, key, cursor, limit + 1])
             .await?;
         let next_cursor = next_cursor(&mut items, limit, |t| t.id.clone());
         Ok(Page { items, next_cursor })

@@ -185,6 +185,22 @@ async fn tickets_issue_list_cancel(app: TestApp) {
     assert_eq!(mine["items"][0]["id"], id);
     let (_, theirs) = app.get("/tickets", &carol).await;
     assert_eq!(theirs["items"].as_array().unwrap().len(), 0);
+    // Organizers list a session's tickets, every holder's; attendees may not.
+    let (status, all) = app
+        .get(&format!("/sessions/{session}/tickets"), &owner)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{all}");
+    let holders: Vec<_> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["user_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(holders, ["bob"]);
+    let (status, body) = app.get(&format!("/sessions/{session}/tickets"), &bob).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, _) = app.get("/sessions/nope/tickets", &owner).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, cancelled) = app
         .call(Method::POST, &format!("/tickets/{id}/cancel"), &bob, None)
         .await;
