@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark: the same evd-loadtest scenarios against `evd serve`, the Socket.IO 4
-# peer on Node and the socketioxide peer, in turn, on this machine. Writes the table into
+# Side-by-side benchmark: the same evd-loadtest scenarios against `evd serve`, the
+# uWebSockets.js peer (the anchor for fanout), the Socket.IO 4 peer on Node and the socketioxide
+# peer, in turn, on this machine. Writes the table into
 # bench/RESULTS.md (between the compare markers) and keeps every raw report in target/compare/.
 #
 #   bench/compare.sh
@@ -11,7 +12,7 @@
 #   SAT_RATES    broadcast rates tried for saturation, ascending  ("5 10 20 50 100 200 500")
 #   BIG          connections for evd's own idle and storm bars             (19000)
 #   ROOMS_RUNS   rooms runs per server, interleaved; the table takes the median p99 run (3)
-#   SERVERS      which servers, in order                                   ("evd socketio socketioxide")
+#   SERVERS      which servers, in order                        ("evd uws socketio socketioxide")
 #   CODEC        evd codec (json or msgpack); the peers speak Socket.IO JSON (json)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +26,7 @@ DURATION=${DURATION:-15}
 SAT_RATES=${SAT_RATES:-5 10 20 50 100 200 500}
 BIG=${BIG:-19000}
 ROOMS_RUNS=${ROOMS_RUNS:-3}
-SERVERS=${SERVERS:-evd socketio socketioxide}
+SERVERS=${SERVERS:-evd uws socketio socketioxide}
 CODEC=${CODEC:-json}
 RAMP=${RAMP:-4000}
 OUT=target/compare
@@ -40,6 +41,17 @@ echo "==> building evd, the harness and the peers" >&2
 cargo build --release --bin evd --bin evd-loadtest --bin loopback-floor
 (cd bench/peers/socketio && npm ci --no-audit --no-fund --silent)
 (cd bench/peers/socketioxide && cargo build --release)
+if [[ " $SERVERS " == *" uws "* ]]; then
+  (cd bench/peers/uws && npm ci --no-audit --no-fund --silent)
+  # Its prebuilt addon needs glibc 2.38; below that, run node through a private newer glibc.
+  UWS_NODE=(node)
+  if ! (cd bench/peers/uws && node -e "require('@btc-vision/uwebsockets.js')" 2>/dev/null); then
+    [ -x bench/peers/uws/glibc/root/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 ] || bench/peers/uws/setup-glibc.sh
+    G=$ROOT/bench/peers/uws/glibc/root/usr/lib/x86_64-linux-gnu
+    UWS_NODE=("$G/ld-linux-x86-64.so.2" --library-path "$G:/usr/lib/x86_64-linux-gnu:/lib/x86_64-linux-gnu"
+      "$(readlink -f "$(command -v node)")")
+  fi
+fi
 
 . bench/lib.sh
 
@@ -54,6 +66,9 @@ start_server() { # name
     evd)
       env "${EVD_ENV[@]}" EVD_DATABASE_URL="sqlite://$TMP/evd-$PORT.db" \
         target/release/evd serve --listen "127.0.0.1:$PORT" >"$OUT/server-evd.log" 2>&1 &
+      PID=$! ;;
+    uws)
+      STATS_INTERVAL_MS=0 "${UWS_NODE[@]}" bench/peers/uws/server.js "$PORT" >"$OUT/server-uws.log" 2>&1 &
       PID=$! ;;
     socketio)
       PORT=$PORT node bench/peers/socketio/server.js >"$OUT/server-socketio.log" 2>&1 &
@@ -72,8 +87,8 @@ start_server() { # name
 
 run() { # server, label, scenario args...
   local server=$1 label=$2; shift 2
-  local target=evd
-  [ "$server" = evd ] || target=socketio
+  local target
+  case "$server" in evd) target=evd ;; uws) target=uws ;; *) target=socketio ;; esac
   start_server "$server"
   echo "==> $server $label: evd-loadtest $*" >&2
   target/release/evd-loadtest "$@" --target "$target" --codec "$CODEC" --targets "ws://127.0.0.1:$PORT" \
@@ -82,7 +97,7 @@ run() { # server, label, scenario args...
 }
 
 # Scenario by scenario, each server in turn, so a change in the machine's background load
-# during the run touches all three alike.
+# during the run touches them all alike.
 for s in $SERVERS; do run "$s" idle idle -c "$CONNS" --room-size 100 --duration 5 --drain 0; done
 for r in 1 10 50; do
   for s in $SERVERS; do run "$s" "broadcast-$r" broadcast -c "$CONNS" --rate "$r" --duration "$DURATION"; done

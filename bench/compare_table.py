@@ -7,7 +7,10 @@ bench/RESULTS.md, between the `compare:begin` and `compare:end` markers.
 import datetime, glob, json, os, re, subprocess, sys
 
 out, cmd, settings = sys.argv[1], sys.argv[2], sys.argv[3]
-SERVERS = [("evd", "evd"), ("socketio", "Socket.IO 4 (Node)"), ("socketioxide", "socketioxide")]
+ALL_SERVERS = [("evd", "evd"), ("uws", "uWebSockets.js"), ("socketio", "Socket.IO 4 (Node)"),
+               ("socketioxide", "socketioxide")]
+# The servers this run measured (compare.sh's SERVERS), in the order above.
+SERVERS = [(s, n) for s, n in ALL_SERVERS if glob.glob(os.path.join(out, f"{s}-*.json"))]
 
 
 def load(server, label):
@@ -137,11 +140,28 @@ def advantage(e, p, better):
     return f"{x:.1f}×"
 
 
+def quotient(e, u, better):
+    """evd ÷ the anchor, as measured (below 1 on a "low" row: evd is better)."""
+    if better is None or not isinstance(e, (int, float)) or not isinstance(u, (int, float)) or e <= 0 or u <= 0:
+        return "–"
+    return f"{e / u:.2f}"
+
+
+# The comparison columns, for the peers this run measured: uWS as a plain quotient (the anchor
+# the fanout issue measures against), the others as evd's advantage.
+names = {s for s, _ in SERVERS}
+COMPARE = [(label, spec) for label, spec in [
+    ("evd ÷ uWS", ("uws", quotient)),
+    ("evd vs Socket.IO", ("socketio", advantage)),
+    ("evd vs socketioxide", ("socketioxide", advantage)),
+] if spec[0] in names]
+
+
 lines = []
 date = datetime.date.today().isoformat()
 cores = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
 lines += [
-    "## evd against Socket.IO and socketioxide (evd-loadtest, same run)",
+    "## evd against " + ", ".join(n for s, n in SERVERS if s != "evd") + " (evd-loadtest, same run)",
     f"**Date:** {date}. **Machine:** {cores} cores, the harness on the same machine as the server.",
     "**Command:**",
     "",
@@ -152,19 +172,20 @@ lines += [
     "drain) divided by the messages delivered. evd runs with `EVD_LIMITS_CONN_RATE_PER_IP=0`",
     "`EVD_LIMITS_OPS_PER_SEC=100000` `EVD_LIMITS_OPS_BURST=100000` and a temporary SQLite store.",
     "The peers skip authentication; evd verifies a JWT on every connection. \"×\" is evd's",
-    "advantage (above 1: evd is better). The rooms scenario runs several times per server,",
+    "advantage (above 1: evd is better); \"evd ÷ uWS\" is the plain quotient (below 1: evd is",
+    "better). uWS skips a subscriber over its 64 KiB backpressure instead of queueing, and has no",
+    "recovery, so its storm rows count what it dropped. The rooms scenario runs several times per server,",
     "interleaved; its rows come from the run with the median p99. The raw reports are in",
     "`target/compare/` after a run.",
     "",
-    "| figure | " + " | ".join(n for _, n in SERVERS) + " | evd vs Socket.IO | evd vs socketioxide |",
-    "|---|" + "---|" * (len(SERVERS) + 2),
+    "| figure | " + " | ".join([n for _, n in SERVERS] + [c for c, _ in COMPARE]) + " |",
+    "|---|" + "---|" * (len(SERVERS) + len(COMPARE)),
 ]
 for label, scen, f, unit, better in ROWS:
-    vals = [value(s, scen, f) for s, _ in SERVERS]
-    lines.append(
-        f"| {label} | " + " | ".join(fmt(v, unit) for v in vals)
-        + f" | {advantage(vals[0], vals[1], better)} | {advantage(vals[0], vals[2], better)} |"
-    )
+    vals = {s: value(s, scen, f) for s, _ in SERVERS}
+    cells = [fmt(vals[s], unit) for s, _ in SERVERS]
+    cells += [cmp(vals.get("evd"), vals.get(peer), better) for _, (peer, cmp) in COMPARE]
+    lines.append(f"| {label} | " + " | ".join(cells) + " |")
 
 def ratio(a, b):
     ok = isinstance(a, (int, float)) and isinstance(b, (int, float)) and b > 0
@@ -183,15 +204,19 @@ if any(f for _, f, _ in floors):
         "It is what the kernel alone costs here: a WebSocket server adds framing, queues and",
         "scheduling on top, and evd-loadtest's readers do more per message than a bare read.",
         "",
-        "| broadcast to " + f"{get(floors[0][1], 'conns') or '–'}" + " | floor p50 | floor p99 | floor CPU per delivery | evd p99 | evd CPU per delivery | evd ÷ floor (p99, CPU) |",
-        "|---|---|---|---|---|---|---|",
+        "| broadcast to " + f"{get(floors[0][1], 'conns') or '–'}" + " | floor p50 | floor p99 | floor CPU per delivery | evd p99 | evd CPU per delivery | evd ÷ floor (p99, CPU) | uWS p99 | uWS CPU per delivery | uWS ÷ floor (p99, CPU) | evd ÷ uWS (p99, CPU) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for rate, f, e in floors:
-        fp99, ep99 = get(f, "latency_ms", "p99"), get(e, "latency_ms", "p99")
+        u = load("uws", f"broadcast-{rate}")
+        fp99, ep99, up99 = get(f, "latency_ms", "p99"), get(e, "latency_ms", "p99"), get(u, "latency_ms", "p99")
         fcpu, ecpu = get(f, "cpu_per_delivery_us"), get(e, "server", "cpu_per_delivery_us")
+        ucpu = get(u, "server", "cpu_per_delivery_us")
         lines.append(
             f"| {rate}/s | {fmt(get(f, 'latency_ms', 'p50'), ' ms')} | {fmt(fp99, ' ms')} | {fmt(fcpu, ' µs')}"
-            f" | {fmt(ep99, ' ms')} | {fmt(ecpu, ' µs')} | {ratio(ep99, fp99)}, {ratio(ecpu, fcpu)} |"
+            f" | {fmt(ep99, ' ms')} | {fmt(ecpu, ' µs')} | {ratio(ep99, fp99)}, {ratio(ecpu, fcpu)}"
+            f" | {fmt(up99, ' ms')} | {fmt(ucpu, ' µs')} | {ratio(up99, fp99)}, {ratio(ucpu, fcpu)}"
+            f" | {ratio(ep99, up99)}, {ratio(ecpu, ucpu)} |"
         )
 
 big_idle, big_storm = load("evd", "idle-big"), load("evd", "storm-big")

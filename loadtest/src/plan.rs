@@ -244,6 +244,9 @@ pub(crate) fn check(args: &Args) -> anyhow::Result<()> {
     if args.api.is_some() && args.target != Target::Evd {
         anyhow::bail!("--api needs --target evd: Socket.IO servers have no polls to vote in");
     }
+    if args.target == Target::Uws && args.scenario == Scenario::Chat {
+        anyhow::bail!("chat churns membership with leave_room, which the uWS peer does not have");
+    }
     if args.scenario == Scenario::PollBurst && args.api.is_none() {
         anyhow::bail!("poll-burst needs --api <REST base URL> to create the polls");
     }

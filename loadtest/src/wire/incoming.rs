@@ -1,6 +1,6 @@
 //! Reading what the servers send: a lean view of each evd event (only the fields the harness
-//! uses, borrowed from the frame where it can), evd's batched array frames in either codec, and
-//! the Engine.IO/Socket.IO text packets.
+//! uses, borrowed from the frame where it can), evd's batched array frames in either codec, the
+//! Engine.IO/Socket.IO text packets, and the uWS peer's single JSON events.
 
 use super::{JOIN_REF, Target, Wire};
 use evd_protocol::Codec;
@@ -200,6 +200,14 @@ impl Wire {
                 f(parse_sio(s).ok_or(BadFrame)?);
                 Ok(())
             }
+            // The peer's events have evd's names and fields, one object per text frame.
+            Target::Uws if !binary => {
+                f(serde_json::from_slice::<Lite<'a>>(frame)
+                    .map_err(|_| BadFrame)?
+                    .into_incoming());
+                Ok(())
+            }
+            Target::Uws => Err(BadFrame),
         }
     }
 }

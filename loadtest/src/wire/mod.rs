@@ -1,5 +1,6 @@
-//! The two wire protocols the harness speaks: evd v1 (JSON or MessagePack, batched array
-//! frames) and Socket.IO v4 over Engine.IO v4 WebSocket, reduced to what a scenario needs.
+//! The wire protocols the harness speaks: evd v1 (JSON or MessagePack, batched array frames),
+//! Socket.IO v4 over Engine.IO v4 WebSocket, and the uWebSockets.js peer's plain JSON ops,
+//! reduced to what a scenario needs.
 //! This file is the target and the ops a client sends; `incoming` reads what comes back.
 //!
 //! Incoming frames are read with a lean view of the events (only the fields the harness uses),
@@ -25,6 +26,9 @@ pub(crate) enum Target {
     Evd,
     /// A Socket.IO v4 server at `/socket.io/` (Engine.IO v4 over WebSocket).
     Socketio,
+    /// The uWebSockets.js peer (`bench/peers/uws`) at `/ws`: one JSON object per frame,
+    /// `join_room` and `send_message` only, no token.
+    Uws,
 }
 
 /// The `ref` of a client's join, so its `ROOM_JOINED` (or Socket.IO ack) is recognized.
@@ -54,7 +58,7 @@ impl Wire {
             base.to_owned()
         };
         match self.target {
-            Target::Evd => format!("{base}/ws"),
+            Target::Evd | Target::Uws => format!("{base}/ws"),
             Target::Socketio => format!("{base}/socket.io/?EIO=4&transport=websocket"),
         }
     }
@@ -90,6 +94,11 @@ impl Wire {
             Target::Socketio => Message::Text(
                 format!("420[\"join_room\",{}]", serde_json::json!({ "room": room })).into(),
             ),
+            Target::Uws => Message::Text(
+                serde_json::json!({ "op": "join_room", "room": room, "ref": JOIN_REF })
+                    .to_string()
+                    .into(),
+            ),
         }
     }
 
@@ -104,6 +113,13 @@ impl Wire {
             ),
             Target::Socketio => Message::Text(
                 format!("42[\"leave_room\",{}]", serde_json::json!({ "room": room })).into(),
+            ),
+            // The peer has no leave (plan::check keeps churn away from it); it counts this as a
+            // bad frame and ignores it.
+            Target::Uws => Message::Text(
+                serde_json::json!({ "op": "leave_room", "room": room })
+                    .to_string()
+                    .into(),
             ),
         }
     }
@@ -126,6 +142,11 @@ impl Wire {
                 )
                 .into(),
             ),
+            Target::Uws => Message::Text(
+                serde_json::json!({ "op": "send_message", "room": room, "text": text })
+                    .to_string()
+                    .into(),
+            ),
         }
     }
 
@@ -140,11 +161,12 @@ impl Wire {
         )
     }
 
-    /// The application heartbeat (evd); Socket.IO clients answer the server's pings instead.
+    /// The application heartbeat (evd); Socket.IO clients answer the server's pings instead,
+    /// and uWS pings at the WebSocket level, which the client library answers.
     pub(crate) fn ping(&self) -> Option<Message> {
         match self.target {
             Target::Evd => Some(self.evd(Op::Ping(Ping {}), None)),
-            Target::Socketio => None,
+            Target::Socketio | Target::Uws => None,
         }
     }
 

@@ -187,3 +187,39 @@ fn socketio_packets() {
     );
     assert_eq!(JSON.url("ws://127.0.0.1:8080"), "ws://127.0.0.1:8080/ws");
 }
+
+#[test]
+fn uws_ops_and_events() {
+    let wire = Wire {
+        target: Target::Uws,
+        codec: Codec::Json,
+    };
+    assert_eq!(wire.url("ws://127.0.0.1:3302"), "ws://127.0.0.1:3302/ws");
+    let text =
+        |m: Message| serde_json::from_str::<serde_json::Value>(m.to_text().unwrap()).unwrap();
+    assert_eq!(
+        text(wire.join("r1", None)),
+        serde_json::json!({"op": "join_room", "room": "r1", "ref": JOIN_REF})
+    );
+    assert_eq!(
+        text(wire.send("r1", "1:2:x".into())),
+        serde_json::json!({"op": "send_message", "room": "r1", "text": "1:2:x"})
+    );
+    assert_eq!(wire.ping(), None);
+    assert!(matches!(
+        all(wire, br#"{"ev":"ROOM_JOINED","ref":1}"#, false)[0],
+        Incoming::Joined { .. }
+    ));
+    assert_eq!(
+        all(
+            wire,
+            br#"{"ev":"MESSAGE_RECEIVED","room":"r1","text":"1:2:x"}"#,
+            false
+        )[0],
+        Incoming::Message {
+            offset: None,
+            text: "1:2:x".into()
+        }
+    );
+    assert!(wire.parse(b"\x81", true, |_| {}).is_err());
+}

@@ -110,7 +110,7 @@ pub(super) async fn join(
         None
     };
     // A fresh Socket.IO connection joins once its namespace connect is answered (below).
-    if wire.target == Target::Evd || !fresh {
+    if wire.target != Target::Socketio || !fresh {
         ws.send(wire.join(room, recover_from))
             .await
             .map_err(|e| format!("send: {e}"))?;

@@ -63,7 +63,7 @@ pub(super) struct Transport {
     addrs: Vec<SocketAddr>,
     /// The worker's source address, when it has one.
     source: Option<IpAddr>,
-    /// Mints the clients' tokens (evd); `None` for Socket.IO.
+    /// Mints the clients' tokens (evd); `None` for the peers, which take none.
     signer: Option<Signer>,
     org: String,
 }
@@ -79,7 +79,7 @@ impl Transport {
                 }
                 .signer()?,
             ),
-            Target::Socketio => None,
+            Target::Socketio | Target::Uws => None,
         };
         let mut urls = Vec::new();
         let mut addrs = Vec::new();
