@@ -97,7 +97,7 @@ struct RoomSub {
     last: Option<(String, u64)>,
     /// `Some` while a gap is read from history: chat envelopes wait here, in arrival order.
     recovering: Option<Vec<(String, u64, Envelope)>>,
-    /// The primary that owned the room's slot when it was (re)subscribed.
+    /// The primary the subscriber routed the room's last (re)subscribe to, by its own slot map.
     owner: Option<Server>,
 }
 

@@ -37,8 +37,13 @@ impl Inner {
         &self.sub_locks[(room.shard_hash() as usize) % self.sub_locks.len()]
     }
 
+    /// The primary the pub/sub client routes `channel`'s `SSUBSCRIBE` to: where the
+    /// subscription lives. It is read from the subscriber's own slot map, not the command
+    /// client's: during a migration the two can disagree, and recording the command client's view
+    /// would hide a subscription made at the old owner (which drops it when the slot moves), so
+    /// [`Inner::follow_slot_map`] would never resubscribe it.
     fn owner_of(&self, channel: &str) -> Option<Server> {
-        owner_in(self.conn.client.cached_cluster_state().as_ref(), channel)
+        owner_in(self.conn.sub.cached_cluster_state().as_ref(), channel)
     }
 
     /// This node has its first member in `room`: subscribes, and notes the room's position.
