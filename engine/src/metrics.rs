@@ -11,11 +11,11 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
-/// Open WebSocket connections.
+/// Open connections, by `protocol` (`evd`, `socketio`).
 pub const CONNECTIONS: &str = "evd_connections";
-/// WebSocket connections accepted (upgraded).
+/// Connections accepted (upgraded, or for Socket.IO connected), by `protocol`.
 pub const CONNECTIONS_ACCEPTED: &str = "evd_connections_accepted_total";
-/// WebSocket connections closed, by `reason`.
+/// Connections closed, by `reason` and `protocol`.
 pub const CONNECTIONS_CLOSED: &str = "evd_connections_closed_total";
 /// Upgrade requests refused before the upgrade, by `reason`.
 pub const CONNECTIONS_REJECTED: &str = "evd_connections_rejected_total";
@@ -23,7 +23,7 @@ pub const CONNECTIONS_REJECTED: &str = "evd_connections_rejected_total";
 pub const ROOMS: &str = "evd_rooms";
 /// Successful `join_room` ops (and automatic `user:` joins).
 pub const ROOM_JOINS: &str = "evd_room_joins_total";
-/// Client ops received, by `op`.
+/// Client ops received, by `op` and `protocol`.
 pub const OPS: &str = "evd_ops_total";
 /// `ERROR` replies, by `code`.
 pub const OP_ERRORS: &str = "evd_op_errors_total";
@@ -118,16 +118,16 @@ pub fn install() -> PrometheusHandle {
 }
 
 fn describe() {
-    describe_gauge!(CONNECTIONS, "Open WebSocket connections.");
-    describe_counter!(CONNECTIONS_ACCEPTED, "WebSocket connections accepted.");
+    describe_gauge!(CONNECTIONS, "Open connections, by protocol.");
+    describe_counter!(CONNECTIONS_ACCEPTED, "Connections accepted, by protocol.");
     describe_counter!(
         CONNECTIONS_CLOSED,
-        "WebSocket connections closed, by reason."
+        "Connections closed, by reason and protocol."
     );
     describe_counter!(CONNECTIONS_REJECTED, "Upgrade requests refused, by reason.");
     describe_gauge!(ROOMS, "Rooms with at least one local member.");
     describe_counter!(ROOM_JOINS, "Room joins.");
-    describe_counter!(OPS, "Client ops received, by op.");
+    describe_counter!(OPS, "Client ops received, by op and protocol.");
     describe_counter!(OP_ERRORS, "ERROR replies, by code.");
     describe_counter!(EVENTS_OUT, "Events queued to connections, by event.");
     describe_counter!(DELIVERIES, "Room broadcasts queued to members.");
@@ -229,10 +229,6 @@ impl Default for BrokerMetrics {
 /// Pre-registered handles for the hot paths.
 #[derive(Debug, Clone)]
 pub struct Metrics {
-    /// [`CONNECTIONS`].
-    pub connections: Gauge,
-    /// [`CONNECTIONS_ACCEPTED`].
-    pub accepted: Counter,
     /// [`ROOMS`].
     pub rooms: Gauge,
     /// [`ROOM_JOINS`].
@@ -259,8 +255,6 @@ impl Metrics {
     /// Registers the handles; call after [`install`].
     pub fn new() -> Metrics {
         Metrics {
-            connections: gauge!(CONNECTIONS),
-            accepted: counter!(CONNECTIONS_ACCEPTED),
             rooms: gauge!(ROOMS),
             joins: counter!(ROOM_JOINS),
             deliveries: counter!(DELIVERIES),
@@ -287,9 +281,19 @@ impl Metrics {
         }
     }
 
+    /// The open-connections gauge of one `protocol` (`evd`, `socketio`).
+    pub fn connections(&self, protocol: &'static str) -> Gauge {
+        gauge!(CONNECTIONS, "protocol" => protocol)
+    }
+
+    /// Counts an accepted connection.
+    pub fn accepted(&self, protocol: &'static str) {
+        counter!(CONNECTIONS_ACCEPTED, "protocol" => protocol).increment(1);
+    }
+
     /// Counts a closed connection.
-    pub fn closed(&self, reason: &'static str) {
-        counter!(CONNECTIONS_CLOSED, "reason" => reason).increment(1);
+    pub fn closed(&self, reason: &'static str, protocol: &'static str) {
+        counter!(CONNECTIONS_CLOSED, "reason" => reason, "protocol" => protocol).increment(1);
     }
 
     /// Counts a refused upgrade.
@@ -297,9 +301,9 @@ impl Metrics {
         counter!(CONNECTIONS_REJECTED, "reason" => reason).increment(1);
     }
 
-    /// Counts an op.
-    pub fn op(&self, op: &'static str) {
-        counter!(OPS, "op" => op).increment(1);
+    /// Counts an op received over `protocol`.
+    pub fn op(&self, op: &'static str, protocol: &'static str) {
+        counter!(OPS, "op" => op, "protocol" => protocol).increment(1);
     }
 
     /// Counts an `ERROR` reply.

@@ -3,8 +3,9 @@
 //! (`evd serve`) it also mounts the browser page and, on the development secret only, the
 //! development sign-in.
 
-use crate::auth::authenticate;
+use crate::auth::{authenticate, token_from_request};
 use crate::broker::redis::{RedisBroker, RedisConn};
+use crate::conn::Wire;
 use crate::node::{BrokerFactory, ConnPermit, Node, NodeBuilder, NodeError, Refusal};
 use crate::presence::redis::RedisPresence;
 use crate::session::{self, echo};
@@ -25,6 +26,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
+/// The Socket.IO endpoint, where `socket.io-client` looks by default.
+pub const SOCKETIO_PATH: &str = "/socket.io/";
+
+/// The same without the slash (a client configured with `path: '/socket.io'`).
+const SOCKETIO_PATH_BARE: &str = "/socket.io";
+
 /// The engine's router. Tests call it directly; [`serve`] puts it on a socket.
 ///
 /// `/ws` answers CORS for `cors.allowed_origins`, so a page of another origin can read why a
@@ -33,6 +40,8 @@ pub fn app(node: Arc<Node>) -> Router {
     let cors = evd_api::cors::layer(&node.settings.api.cors);
     let mut router = Router::new()
         .route(page::WS_PATH, any(ws).layer(cors))
+        .route(SOCKETIO_PATH, any(socketio_ws))
+        .route(SOCKETIO_PATH_BARE, any(socketio_ws))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics));
@@ -390,7 +399,7 @@ async fn ws(
         Ok(u) => u,
         Err(rejection) => return rejection.into_response(),
     };
-    let permit: ConnPermit = match node.admit(peer.ip()) {
+    let permit: ConnPermit = match node.admit(peer.ip(), Wire::Evd.label()) {
         Ok(p) => p,
         Err(r) => return refusal(&node, r),
     };
@@ -401,7 +410,77 @@ async fn ws(
         // the connection inside it would keep that task's state (about 1 KiB) beside ours for
         // the connection's whole life.
         let shutdown = node.shutdown.clone();
-        shutdown.spawn(session::run_connection(node, socket, claims, codec, permit));
+        shutdown.spawn(session::run_connection(
+            node,
+            socket,
+            claims,
+            Wire::Evd,
+            codec,
+            permit,
+        ));
+        std::future::ready(())
+    })
+}
+
+/// An Engine.IO refusal: the JSON body engine.io answers a bad request with, which
+/// `socket.io-client` reports in `connect_error`.
+fn engine_io_refusal(code: u8, message: &str) -> Response {
+    let body = serde_json::json!({ "code": code, "message": message });
+    (
+        StatusCode::BAD_REQUEST,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// The value of `key` in a query string (no decoding: Engine.IO's keys and values need none).
+fn query_param<'a>(query: Option<&'a str>, key: &str) -> Option<&'a str> {
+    query?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// `/socket.io/`: the Engine.IO v4 WebSocket transport. Origin and admission are checked as on
+/// `/ws`; the token is checked after the upgrade, when the Socket.IO CONNECT has brought it
+/// (a refusal there is a `CONNECT_ERROR` the client can read, where a refused upgrade is not).
+async fn socketio_ws(
+    State(node): State<Arc<Node>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    if let Err(refused) = origin::check(&node.settings.api.cors, &headers, &uri) {
+        node.metrics.rejected("origin");
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            &format!("origin {refused} not allowed"),
+        );
+    }
+    let query = query.as_deref();
+    if query_param(query, "EIO") != Some(evd_protocol::socketio::ENGINE_IO_VERSION) {
+        return engine_io_refusal(5, "Unsupported protocol version");
+    }
+    if query_param(query, "transport") != Some("websocket") {
+        return engine_io_refusal(0, "Transport unknown");
+    }
+    let Ok(upgrade) = upgrade else {
+        return engine_io_refusal(3, "Bad request");
+    };
+    let permit = match node.admit(peer.ip(), Wire::SocketIo.label()) {
+        Ok(p) => p,
+        Err(r) => return refusal(&node, r),
+    };
+    let token = token_from_request(&headers, query).map(std::borrow::Cow::into_owned);
+    configure(upgrade, &node.settings).on_upgrade(move |socket| {
+        let shutdown = node.shutdown.clone();
+        shutdown.spawn(session::socketio::run(node, socket, token, permit));
         std::future::ready(())
     })
 }
@@ -411,7 +490,7 @@ async fn echo_ws(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let permit = match node.admit(peer.ip()) {
+    let permit = match node.admit(peer.ip(), "echo") {
         Ok(p) => p,
         Err(r) => return refusal(&node, r),
     };

@@ -44,7 +44,11 @@ pub enum DecodeErrorKind {
 }
 
 impl DecodeError {
-    fn new(r#ref: Option<Ref>, kind: DecodeErrorKind, message: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        r#ref: Option<Ref>,
+        kind: DecodeErrorKind,
+        message: impl Into<String>,
+    ) -> Self {
         DecodeError {
             r#ref,
             kind,

@@ -40,6 +40,7 @@ pub mod event;
 pub mod limits;
 pub mod op;
 pub mod room;
+pub mod socketio;
 
 pub use close::CloseCode;
 pub use codec::{Codec, DecodeError, EncodeError};

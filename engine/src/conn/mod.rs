@@ -10,6 +10,7 @@ pub mod writer;
 
 use crate::room_key::RoomKey;
 use axum::extract::ws::Utf8Bytes;
+use evd_protocol::socketio::{self, Parser};
 use evd_protocol::{Codec, Event};
 use parking_lot::Mutex;
 use queue::{Payload, SendQueue};
@@ -20,13 +21,44 @@ use tokio::sync::Notify;
 /// A node-local connection id.
 pub type ConnId = u64;
 
+/// The protocol a connection speaks. With its [`Codec`] it decides what an event's bytes look
+/// like: the hub encodes each event once per (wire, codec) in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Wire {
+    /// evd's own protocol at `/ws`.
+    #[default]
+    Evd,
+    /// Socket.IO v5 over Engine.IO v4 at `/socket.io/`; the codec names its parser (JSON is
+    /// the default parser, MessagePack `socket.io-msgpack-parser`).
+    SocketIo,
+}
+
+impl Wire {
+    /// The `protocol` label of the connection and op metrics.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Wire::Evd => "evd",
+            Wire::SocketIo => "socketio",
+        }
+    }
+
+    const fn index(self) -> usize {
+        match self {
+            Wire::Evd => 0,
+            Wire::SocketIo => 1,
+        }
+    }
+}
+
 /// State of one connection shared between its tasks and the hub.
 pub struct Conn {
     /// Node-local id.
     pub id: ConnId,
     /// The user (`sub`) it belongs to.
     pub user: Arc<str>,
-    /// The codec negotiated at the upgrade.
+    /// The protocol it speaks.
+    pub wire: Wire,
+    /// The codec negotiated at the upgrade (for Socket.IO, its parser).
     pub codec: Codec,
     /// Encoded events waiting for the writer.
     pub queue: SendQueue,
@@ -38,11 +70,23 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// A connection with an empty queue of `queue_limit` bytes.
+    /// A connection of evd's own protocol with an empty queue of `queue_limit` bytes.
     pub fn new(id: ConnId, user: Arc<str>, codec: Codec, queue_limit: usize) -> Conn {
+        Conn::on_wire(id, user, Wire::Evd, codec, queue_limit)
+    }
+
+    /// A connection speaking `wire` with an empty queue of `queue_limit` bytes.
+    pub fn on_wire(
+        id: ConnId,
+        user: Arc<str>,
+        wire: Wire,
+        codec: Codec,
+        queue_limit: usize,
+    ) -> Conn {
         Conn {
             id,
             user,
+            wire,
             codec,
             queue: SendQueue::new(queue_limit),
             rooms: Mutex::new(Vec::new()),
@@ -61,12 +105,40 @@ impl fmt::Debug for Conn {
         f.debug_struct("Conn")
             .field("id", &self.id)
             .field("user", &self.user)
+            .field("wire", &self.wire)
             .field("codec", &self.codec)
             .finish()
     }
 }
 
-/// Encodes an event for one codec.
+/// Encodes an event for one connection.
+pub fn encode_for(conn: &Conn, event: &Event) -> Payload {
+    encode_on(conn.wire, conn.codec, event)
+}
+
+/// Encodes an event for one wire and codec.
+pub fn encode_on(wire: Wire, codec: Codec, event: &Event) -> Payload {
+    match wire {
+        Wire::Evd => encode(codec, event),
+        Wire::SocketIo => {
+            let parser = match codec {
+                Codec::Json => Parser::Json,
+                Codec::MsgPack => Parser::MsgPack,
+            };
+            socketio_payload(socketio::encode_event(parser, event))
+        }
+    }
+}
+
+/// A Socket.IO packet as a queue payload.
+pub fn socketio_payload(p: socketio::Payload) -> Payload {
+    match p {
+        socketio::Payload::Text(t) => Payload::Text(Utf8Bytes::from(t)),
+        socketio::Payload::Binary(b) => Payload::Binary(b),
+    }
+}
+
+/// Encodes an event for one codec of evd's own protocol.
 pub fn encode(codec: Codec, event: &Event) -> Payload {
     match codec {
         Codec::Json => {
@@ -82,12 +154,15 @@ pub fn encode(codec: Codec, event: &Event) -> Payload {
     }
 }
 
-/// An event encoded at most once per codec, on first use: a broadcast to a room of JSON clients
-/// never pays for MessagePack, and 10,000 members share one encoding.
+/// Encodings an event can need: every (wire, codec) pair.
+const ENCODINGS: usize = 4;
+
+/// An event encoded at most once per wire and codec, on first use: a broadcast to a room of
+/// JSON clients never pays for MessagePack or Socket.IO, and 10,000 members share one encoding.
 #[derive(Debug)]
 pub struct EncodeOnce<'a> {
     event: &'a Event,
-    encoded: [Option<Payload>; 2],
+    encoded: [Option<Payload>; ENCODINGS],
 }
 
 impl<'a> EncodeOnce<'a> {
@@ -95,14 +170,15 @@ impl<'a> EncodeOnce<'a> {
     pub fn new(event: &'a Event) -> Self {
         EncodeOnce {
             event,
-            encoded: [None, None],
+            encoded: [const { None }; ENCODINGS],
         }
     }
 
-    /// The encoding for `codec` (a cheap reference-counted clone after the first call).
-    pub fn get(&mut self, codec: Codec) -> Payload {
-        self.encoded[codec.index()]
-            .get_or_insert_with(|| encode(codec, self.event))
+    /// The encoding for `conn` (a cheap reference-counted clone after the first call).
+    pub fn get(&mut self, conn: &Conn) -> Payload {
+        let (wire, codec) = (conn.wire, conn.codec);
+        self.encoded[wire.index() * Codec::ALL.len() + codec.index()]
+            .get_or_insert_with(|| encode_on(wire, codec, self.event))
             .clone()
     }
 }

@@ -4,8 +4,8 @@
 //! broadcasts in different rooms rarely contend. Membership is two indexes kept in step by the
 //! methods here: room → connections (in the shard) and connection → rooms (in [`Conn`]).
 //!
-//! A broadcast is encoded once per codec in use ([`EncodeOnce`]) and the same bytes are pushed
-//! to every member's queue; pushing never waits, so one slow client cannot hold a room back.
+//! A broadcast is encoded once per wire and codec in use ([`EncodeOnce`]: evd's JSON and
+//! MessagePack, Socket.IO's two parsers) and the same bytes are pushed to every member's queue; pushing never waits, so one slow client cannot hold a room back.
 //!
 //! **Ticks.** Presence changes, poll tallies and question votes are coalesced per room and
 //! sent once per tick: see [`tick`].
@@ -232,7 +232,7 @@ impl Hub {
                 continue;
             }
             let item = Outbound {
-                payload: encoded.get(member.conn.codec),
+                payload: encoded.get(&member.conn),
                 published_at: Some(now),
             };
             match &mut member.joining {
@@ -255,7 +255,7 @@ impl Hub {
     /// Queues a direct event (a reply) to one connection.
     pub fn send(&self, conn: &Conn, event: &Event) {
         let item = Outbound {
-            payload: crate::conn::encode(conn.codec, event),
+            payload: crate::conn::encode_for(conn, event),
             published_at: None,
         };
         if self.push(conn, item) {

@@ -36,8 +36,9 @@ impl Drop for ConnPermit {
 }
 
 impl Node {
-    /// Checks drain state, the per-IP rate and capacity, in that order, and takes a slot.
-    pub fn admit(&self, ip: IpAddr) -> Result<ConnPermit, Refusal> {
+    /// Checks drain state, the per-IP rate and capacity, in that order, and takes a slot for a
+    /// connection of `protocol` (the metrics label).
+    pub fn admit(&self, ip: IpAddr, protocol: &'static str) -> Result<ConnPermit, Refusal> {
         if self.shutdown.is_draining() {
             return Err(Refusal::Draining);
         }
@@ -53,10 +54,11 @@ impl Node {
             self.open_conns.fetch_sub(1, Ordering::Relaxed);
             return Err(Refusal::Full);
         }
-        self.metrics.connections.increment(1.0);
+        let connections = self.metrics.connections(protocol);
+        connections.increment(1.0);
         Ok(ConnPermit {
             open: Arc::clone(&self.open_conns),
-            connections: self.metrics.connections.clone(),
+            connections,
         })
     }
 }

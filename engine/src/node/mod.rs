@@ -17,7 +17,7 @@ use crate::auth::Authorizer;
 use crate::broker::{Broker, BrokerError};
 use crate::clock::unix_ms;
 use crate::conn::queue::{Outbound, QueueStats};
-use crate::conn::{Conn, encode};
+use crate::conn::{Conn, Wire, encode_for};
 use crate::hub::Hub;
 use crate::live::Live;
 use crate::metrics::Metrics;
@@ -112,15 +112,21 @@ impl Node {
     }
 
     /// Creates a connection: queues `HELLO` first, then joins the user's own room.
-    pub async fn open_conn(&self, claims: &Claims, codec: Codec) -> Result<Arc<Conn>, RoomError> {
+    pub async fn open_conn(
+        &self,
+        claims: &Claims,
+        wire: Wire,
+        codec: Codec,
+    ) -> Result<Arc<Conn>, RoomError> {
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        let conn = Arc::new(Conn::new(
+        let conn = Arc::new(Conn::on_wire(
             id,
             claims.sub.as_str().into(),
+            wire,
             codec,
             self.settings.limits.queue_max_bytes,
         ));
-        self.metrics.accepted.increment(1);
+        self.metrics.accepted(wire.label());
         let hello = Event::Hello(Hello {
             conn: id.to_string(),
             node: self.id.to_string(),
@@ -241,7 +247,7 @@ impl Node {
     /// The queue item for a direct event.
     pub fn reply_item(conn: &Conn, event: &Event) -> Outbound {
         Outbound {
-            payload: encode(conn.codec, event),
+            payload: encode_for(conn, event),
             published_at: None,
         }
     }

@@ -1,6 +1,7 @@
 //! The session: the layer above the node that runs one connection's ops. A [`Session`] is who
 //! the connection is (its [`Conn`] and verified token), its op limits, and the replies still
-//! waiting; [`reader`] reads its frames and leads its close, and [`ops`] holds one file per op.
+//! waiting; [`reader`] reads its frames and leads its close, [`ops`] holds one file per op, and
+//! [`socketio`] opens a Socket.IO connection before it becomes an ordinary one.
 //!
 //! Replies keep the ops' order: a reply that waits for a commit (a `send_message` ACK behind
 //! its archive) holds every later reply behind it, and at most [`MAX_PENDING_REPLIES`] wait.
@@ -9,6 +10,7 @@ pub mod echo;
 pub mod error;
 pub mod ops;
 pub mod reader;
+pub mod socketio;
 
 pub use error::OpError;
 pub use ops::PendingReply;
@@ -160,7 +162,7 @@ impl Session {
 
     /// Runs one op and queues its reply or `ERROR`.
     async fn dispatch(&mut self, req: Request) {
-        self.node.metrics.op(req.op.name());
+        self.node.metrics.op(req.op.name(), self.conn.wire.label());
         if !matches!(req.op, Op::SendMessage(_)) {
             self.flush_replies().await;
         }

@@ -6,13 +6,15 @@
 //! for the client's close reply.
 
 use super::{OpError, Session, oldest_ready};
-use crate::conn::Conn;
+use crate::conn::queue::{Outbound, Payload};
 use crate::conn::writer::{self, Packing, WriterConfig};
+use crate::conn::{Conn, Wire};
 use crate::node::{ConnPermit, Node};
-use axum::extract::ws::{Message, WebSocket};
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use evd_protocol::auth::Claims;
 use evd_protocol::event::{Event, Reconnect};
-use evd_protocol::{CloseCode, Codec, DecodeError, ErrorCode};
+use evd_protocol::socketio::{self, Inbound};
+use evd_protocol::{CloseCode, Codec, DecodeError, ErrorCode, Request};
 use futures_util::stream::SplitStream;
 use futures_util::{Stream, StreamExt};
 use std::sync::Arc;
@@ -35,16 +37,13 @@ const DRAIN_SPREAD_PERCENT: u64 = 80;
 impl Session {
     /// Handles one data frame; returns a close reason if the connection must close.
     async fn on_frame(&mut self, msg: Message) -> Option<CloseCode> {
-        let codec = self.conn.codec;
-        let decoded = match (&msg, codec) {
-            (Message::Text(t), Codec::Json) => codec.decode_request(t.as_bytes()),
-            (Message::Binary(b), Codec::MsgPack) => codec.decode_request(b),
-            _ => Err(DecodeError::wrong_frame_type(codec)),
-        };
-        let req = match decoded {
-            Ok(req) => req,
-            Err(e) => {
-                self.node.metrics.op("invalid");
+        let protocol = self.conn.wire.label();
+        let req = match decode(&self.conn, &msg) {
+            Decoded::Op(req) => req,
+            Decoded::Nothing => return None,
+            Decoded::Close(code) => return Some(code),
+            Decoded::Bad(e) => {
+                self.node.metrics.op("invalid", protocol);
                 if self.limits.bad_frames.check().is_err() {
                     self.send_error(
                         e.r#ref,
@@ -57,7 +56,7 @@ impl Session {
             }
         };
         if let Err(retry) = self.limits.op() {
-            self.node.metrics.op("rate_limited");
+            self.node.metrics.op("rate_limited", protocol);
             if self.limits.flood.check().is_err() {
                 return Some(CloseCode::Flood);
             }
@@ -73,26 +72,90 @@ impl Session {
     }
 }
 
+impl Session {
+    /// Queues an Engine.IO ping. Behind a full queue it closes the connection as any event
+    /// would (4008).
+    fn ping(&self) {
+        let item = Outbound {
+            payload: Payload::Text(Utf8Bytes::from_static(socketio::PING)),
+            published_at: None,
+        };
+        if let crate::conn::queue::Push::Overflow { dropped } =
+            self.conn.queue.push(item, &self.node.stats)
+        {
+            self.node.metrics.slow_consumer_closes.increment(1);
+            self.node.metrics.queue_drops.increment(dropped as u64);
+        }
+    }
+}
+
+/// What a client frame asks for.
+enum Decoded {
+    /// An op to run.
+    Op(Request),
+    /// A frame that is not an op: answer `ERROR bad_request`.
+    Bad(DecodeError),
+    /// Nothing to do (a Socket.IO pong, which already proved liveness; a noop).
+    Nothing,
+    /// The client asked to close (a Socket.IO DISCONNECT or Engine.IO close).
+    Close(CloseCode),
+}
+
+/// Decodes a data frame by the connection's wire and codec.
+fn decode(conn: &Conn, msg: &Message) -> Decoded {
+    let codec = conn.codec;
+    let packet = match (conn.wire, msg, codec) {
+        (Wire::Evd, Message::Text(t), Codec::Json) => {
+            return codec
+                .decode_request(t.as_bytes())
+                .map_or_else(Decoded::Bad, Decoded::Op);
+        }
+        (Wire::Evd, Message::Binary(b), Codec::MsgPack) => {
+            return codec
+                .decode_request(b)
+                .map_or_else(Decoded::Bad, Decoded::Op);
+        }
+        // Engine.IO's own packets (pong, close) are text whatever the parser.
+        (Wire::SocketIo, Message::Text(t), _) => socketio::decode_text(t.as_str()),
+        (Wire::SocketIo, Message::Binary(b), Codec::MsgPack) => socketio::decode_msgpack(b),
+        _ => return Decoded::Bad(DecodeError::wrong_frame_type(codec)),
+    };
+    match packet {
+        Ok(Inbound::Request(req)) => Decoded::Op(req),
+        Ok(Inbound::Close | Inbound::Disconnect) => Decoded::Close(CloseCode::Normal),
+        Ok(
+            Inbound::Pong
+            | Inbound::Ping { .. }
+            | Inbound::Upgrade
+            | Inbound::Connect { .. }
+            | Inbound::ClientAck,
+        ) => Decoded::Nothing,
+        Err(e) => Decoded::Bad(e),
+    }
+}
+
 /// Why a connection ended, as a metrics label.
 fn reason(code: Option<CloseCode>, fallback: &'static str) -> &'static str {
     code.map_or(fallback, CloseCode::reason)
 }
 
-/// Opens a freshly upgraded connection, then hands the rest of its life to a task of its own.
+/// Opens a freshly upgraded connection (for Socket.IO, once it has connected), then hands the
+/// rest of its life to a task of its own.
 pub async fn run_connection(
     node: Arc<Node>,
     socket: WebSocket,
     claims: Claims,
+    wire: Wire,
     codec: Codec,
     permit: ConnPermit,
 ) {
     // Opening and closing talk to the broker and presence: boxed, so their futures are not part
     // of every connection's task while it idles.
-    let conn = match Box::pin(node.open_conn(&claims, codec)).await {
+    let conn = match Box::pin(node.open_conn(&claims, wire, codec)).await {
         Ok(conn) => conn,
         Err(e) => {
             tracing::warn!(error = %e, "could not open connection");
-            node.metrics.closed("internal");
+            node.metrics.closed("internal", wire.label());
             // 1011: a server-side failure; the client reconnects with backoff.
             let close = Message::Close(Some(axum::extract::ws::CloseFrame {
                 code: 1011,
@@ -107,7 +170,7 @@ pub async fn run_connection(
     let writer = node.shutdown.spawn(writer::run(
         sink,
         Arc::clone(&conn),
-        writer_config(&node, Packing::Batch),
+        writer_config(&node, packing(wire)),
         Arc::clone(&node.stats),
         node.metrics.clone(),
     ));
@@ -133,9 +196,18 @@ async fn serve(
     // If the session ended first (client gone), make the writer finish too.
     conn.queue.close(CloseCode::Normal, false, &node.stats);
     let _ = writer.await;
-    node.metrics.closed(why);
+    node.metrics.closed(why, conn.wire.label());
     tracing::debug!(conn = conn.id, reason = why, "connection closed");
     drop(permit);
+}
+
+/// How a wire's events become frames: evd's protocol packs them into arrays; every Socket.IO
+/// packet is a frame of its own.
+fn packing(wire: Wire) -> Packing {
+    match wire {
+        Wire::Evd => Packing::Batch,
+        Wire::SocketIo => Packing::OnePerFrame,
+    }
 }
 
 /// The writer settings for this node.
@@ -156,20 +228,35 @@ where
     St: Stream<Item = Result<Message, axum::Error>> + Unpin,
 {
     let node = Arc::clone(&s.node);
-    let silence = node.settings.heartbeat() * 2;
+    // Socket.IO: the server pings (every `ping_interval_ms`, from this loop, so no task of its
+    // own) and a client silent for an interval and a timeout is gone. evd's protocol: the client
+    // pings, and silence for two heartbeats is a timeout.
+    let ping_every = (s.conn.wire == Wire::SocketIo)
+        .then(|| Duration::from_millis(node.settings.socketio.ping_interval_ms));
+    let silence = match ping_every {
+        Some(every) => every + Duration::from_millis(node.settings.socketio.ping_timeout_ms),
+        None => node.settings.heartbeat() * 2,
+    };
     let close_wait = Duration::from_millis(node.settings.drain.close_timeout_ms);
     let mut deadline = Instant::now() + silence;
     // Set once the connection is closing; the deadline then bounds the wait for the close reply.
     let mut closing: Option<&'static str> = None;
     let mut writer_done = false;
     let mut drain_at: Option<Instant> = None;
+    let mut ping_at = ping_every.map(|every| Instant::now() + every);
     let drain = node.shutdown.draining();
     let stop = node.shutdown.stopped();
     tokio::pin!(drain, stop);
 
     loop {
-        let drain_due = async {
-            match drain_at {
+        // One timer for the drain close and the next ping: the idle connection's future holds
+        // one sleep, not two.
+        let wake_at = match (drain_at, ping_at) {
+            (Some(d), Some(p)) => Some(d.min(p)),
+            (d, p) => d.or(p),
+        };
+        let timer = async {
+            match wake_at {
                 Some(at) => tokio::time::sleep_until(at).await,
                 None => std::future::pending().await,
             }
@@ -190,12 +277,19 @@ where
                 let spread = node.settings.drain.grace_ms * DRAIN_SPREAD_PERCENT / 100;
                 drain_at = Some(Instant::now() + Duration::from_millis(fastrand::u64(0..=spread)));
             }
-            _ = drain_due, if closing.is_none() => {
-                let after_ms = fastrand::u64(0..=node.settings.drain.reconnect_after_max_ms);
-                s.send(&Event::Reconnect(Reconnect { after_ms, reason: "shutdown".into() }));
-                s.close(CloseCode::ShuttingDown, true);
-                closing = Some(CloseCode::ShuttingDown.reason());
-                deadline = Instant::now() + close_wait;
+            _ = timer, if closing.is_none() => {
+                let now = Instant::now();
+                if let (Some(at), Some(every)) = (ping_at, ping_every) && at <= now {
+                    s.ping();
+                    ping_at = Some(now + every);
+                }
+                if drain_at.is_some_and(|at| at <= now) {
+                    let after_ms = fastrand::u64(0..=node.settings.drain.reconnect_after_max_ms);
+                    s.send(&Event::Reconnect(Reconnect { after_ms, reason: "shutdown".into() }));
+                    s.close(CloseCode::ShuttingDown, true);
+                    closing = Some(CloseCode::ShuttingDown.reason());
+                    deadline = Instant::now() + close_wait;
+                }
             }
             next = tokio::time::timeout_at(deadline, stream.next()) => match next {
                 Err(_elapsed) => {

@@ -19,7 +19,7 @@ use serde::Serialize;
 use std::path::Path;
 
 /// Sections whose fields are reached as `EVD_<SECTION>_<FIELD>`.
-const SECTIONS: [&str; 9] = [
+const SECTIONS: [&str; 10] = [
     "jwt",
     "cors",
     "broker",
@@ -29,6 +29,7 @@ const SECTIONS: [&str; 9] = [
     "presence",
     "drain",
     "rate_limit",
+    "socketio",
 ];
 
 /// `EVD_*` variables that are not settings: read by the binary or the test suites.

@@ -19,7 +19,8 @@ mod tests;
 mod validate;
 
 pub use sections::{
-    BrokerSettings, DrainSettings, HistorySettings, Limits, PresenceSettings, TlsSettings,
+    BrokerSettings, DrainSettings, HistorySettings, Limits, PresenceSettings, SocketIoSettings,
+    TlsSettings,
 };
 
 /// Everything the engine can be configured with.
@@ -60,6 +61,8 @@ pub struct Settings {
     pub broker: BrokerSettings,
     /// Graceful shutdown.
     pub drain: DrainSettings,
+    /// The Socket.IO endpoint.
+    pub socketio: SocketIoSettings,
     /// Test only: serve `/echo`, a WebSocket echo endpoint on the engine's own connection stack,
     /// for the Autobahn compliance suite. Never enable it in production.
     pub test_echo: bool,
@@ -84,6 +87,7 @@ impl Default for Settings {
             presence: PresenceSettings::default(),
             broker: BrokerSettings::default(),
             drain: DrainSettings::default(),
+            socketio: SocketIoSettings::default(),
             test_echo: false,
         }
     }
@@ -105,6 +109,7 @@ impl fmt::Debug for Settings {
             .field("presence", &self.presence)
             .field("broker", &self.broker)
             .field("drain", &self.drain)
+            .field("socketio", &self.socketio)
             .field("test_echo", &self.test_echo)
             .finish()
     }

@@ -123,6 +123,36 @@ pub struct DrainSettings {
     pub close_timeout_ms: u64,
 }
 
+/// The Socket.IO endpoint, `/socket.io/` (Engine.IO v4, Socket.IO v5).
+#[derive(Clone, PartialEq, Serialize, Deserialize, Debug)]
+#[serde(default, deny_unknown_fields)]
+pub struct SocketIoSettings {
+    /// How often the server pings a Socket.IO client, ms (`pingInterval` in the handshake).
+    /// socket.io's own default, so clients tuned for it behave the same.
+    pub ping_interval_ms: u64,
+    /// How long after a ping the pong may take, ms (`pingTimeout`). A client silent for
+    /// `ping_interval_ms + ping_timeout_ms` is closed as on a heartbeat timeout (4012), and the
+    /// client gives up on a server silent as long.
+    pub ping_timeout_ms: u64,
+    /// How long a new connection may take to send its Socket.IO CONNECT, ms; socket.io's
+    /// default. Until then it holds a connection slot and nothing else.
+    pub connect_timeout_ms: u64,
+    /// Largest packet a client may send, bytes (`maxPayload`). Ops are small; this matches
+    /// `limits.max_message_bytes` by default and may not exceed it.
+    pub max_payload: usize,
+}
+
+impl Default for SocketIoSettings {
+    fn default() -> Self {
+        SocketIoSettings {
+            ping_interval_ms: 25_000,
+            ping_timeout_ms: 20_000,
+            connect_timeout_ms: 45_000,
+            max_payload: 64 * 1024,
+        }
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {

@@ -152,6 +152,27 @@ impl Settings {
             "tls",
             "set both tls.cert_path and tls.key_path, or neither",
         )?;
+        let sio = &self.socketio;
+        check(
+            (1_000..=600_000).contains(&sio.ping_interval_ms),
+            "socketio.ping_interval_ms",
+            "must be 1000 to 600000",
+        )?;
+        check(
+            (1_000..=600_000).contains(&sio.ping_timeout_ms),
+            "socketio.ping_timeout_ms",
+            "must be 1000 to 600000",
+        )?;
+        check(
+            (1_000..=600_000).contains(&sio.connect_timeout_ms),
+            "socketio.connect_timeout_ms",
+            "must be 1000 to 600000",
+        )?;
+        check(
+            (1024..=l.max_message_bytes).contains(&sio.max_payload),
+            "socketio.max_payload",
+            "must be 1 KiB to limits.max_message_bytes",
+        )?;
         if let Some(node) = &self.node_id {
             evd_protocol::room::validate_id(node).map_err(|e| SettingsError::Invalid {
                 field: "node_id",

@@ -1,0 +1,155 @@
+//! A Socket.IO connection's opening, on the raw WebSocket before the connection exists: the
+//! Engine.IO open packet, then the client's Socket.IO CONNECT (its parser is the frame type it
+//! arrives in), the token check, and `CONNECT` or `CONNECT_ERROR`. After that the connection is
+//! an ordinary one ([`super::run_connection`]) that speaks [`Wire::SocketIo`].
+//!
+//! Nothing here outlives the opening: no task, no buffer beyond one frame.
+
+use crate::conn::{Wire, socketio_payload};
+use crate::node::{ConnPermit, Node};
+use axum::extract::ws::{Message, WebSocket};
+use evd_protocol::auth::Claims;
+use evd_protocol::socketio::{self, Handshake, Inbound, Parser};
+use evd_protocol::{CloseCode, Codec};
+use futures_util::StreamExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Frames a client may send before its CONNECT (Engine.IO pongs, noops); more closes the socket:
+/// a client that keeps talking without connecting is not a Socket.IO client.
+const MAX_FRAMES_BEFORE_CONNECT: usize = 16;
+
+/// Length of a Socket.IO session id (URL-safe characters, about 120 bits).
+const SID_LEN: usize = 20;
+
+/// How long the refusal (`CONNECT_ERROR` and the close) may take to send.
+const REFUSAL_SEND_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A fresh session id.
+pub fn new_sid() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    (0..SID_LEN)
+        .map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char)
+        .collect()
+}
+
+/// Opens a Socket.IO connection on an upgraded WebSocket; `upgrade_token` is the token of the
+/// upgrade request (bearer header or `token` query), used when the CONNECT carries none.
+pub async fn run(
+    node: Arc<Node>,
+    mut socket: WebSocket,
+    upgrade_token: Option<String>,
+    permit: ConnPermit,
+) {
+    let sid = new_sid();
+    let sio = &node.settings.socketio;
+    let open = socketio::open_packet(&Handshake {
+        sid: &sid,
+        upgrades: &[],
+        ping_interval: sio.ping_interval_ms,
+        ping_timeout: sio.ping_timeout_ms,
+        max_payload: sio.max_payload,
+    });
+    if socket.send(Message::Text(open.into())).await.is_err() {
+        node.metrics.closed("client_gone", Wire::SocketIo.label());
+        return;
+    }
+    let limit = Duration::from_millis(sio.connect_timeout_ms);
+    let connect = tokio::time::timeout(limit, wait_connect(&mut socket)).await;
+    let (parser, auth) = match connect {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            node.metrics.closed("client_gone", Wire::SocketIo.label());
+            return;
+        }
+        Err(_) => {
+            node.metrics
+                .closed("connect_timeout", Wire::SocketIo.label());
+            close(&mut socket, CloseCode::Normal).await;
+            return;
+        }
+    };
+    let claims = match verify(&node, auth, upgrade_token) {
+        Ok(c) => c,
+        Err(message) => {
+            node.metrics.rejected("unauthorized");
+            let refusal = socketio::connect_error(parser, socketio::NAMESPACE, &message);
+            let _ = tokio::time::timeout(REFUSAL_SEND_TIMEOUT, socket.send(frame(refusal))).await;
+            close(&mut socket, CloseCode::TokenExpired).await;
+            return;
+        }
+    };
+    let ok = socketio::connect_ok(parser, &sid);
+    if socket.send(frame(ok)).await.is_err() {
+        node.metrics.closed("client_gone", Wire::SocketIo.label());
+        return;
+    }
+    let codec = match parser {
+        Parser::Json => Codec::Json,
+        Parser::MsgPack => Codec::MsgPack,
+    };
+    super::run_connection(node, socket, claims, Wire::SocketIo, codec, permit).await;
+}
+
+/// Reads until the CONNECT to `/`; answers a CONNECT to another namespace with its
+/// `CONNECT_ERROR`. `None` when the client left or broke the rules first.
+async fn wait_connect(
+    socket: &mut WebSocket,
+) -> Option<(Parser, Option<serde_json::Map<String, serde_json::Value>>)> {
+    for _ in 0..MAX_FRAMES_BEFORE_CONNECT {
+        let (parser, packet) = match socket.next().await?.ok()? {
+            Message::Text(t) => (Parser::Json, socketio::decode_text(t.as_str())),
+            Message::Binary(b) => (Parser::MsgPack, socketio::decode_msgpack(&b)),
+            Message::Close(_) => return None,
+            Message::Ping(_) | Message::Pong(_) => continue,
+        };
+        match packet {
+            Ok(Inbound::Connect { nsp, auth }) if nsp == socketio::NAMESPACE => {
+                return Some((parser, auth));
+            }
+            Ok(Inbound::Connect { nsp, .. }) => {
+                let refusal = socketio::connect_error(parser, &nsp, "Invalid namespace");
+                socket.send(frame(refusal)).await.ok()?;
+            }
+            Ok(Inbound::Close) => return None,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The claims of the CONNECT's `auth.token`, or else of the upgrade's token; the refusal's
+/// message otherwise.
+fn verify(
+    node: &Node,
+    auth: Option<serde_json::Map<String, serde_json::Value>>,
+    upgrade_token: Option<String>,
+) -> Result<Claims, String> {
+    let from_auth = auth
+        .as_ref()
+        .and_then(|a| a.get("token"))
+        .and_then(|t| t.as_str())
+        .map(str::to_owned);
+    let token = from_auth
+        .or(upgrade_token)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| "unauthorized: no token (pass auth: { token })".to_owned())?;
+    node.verifier
+        .verify(&token)
+        .map_err(|e| format!("unauthorized: {e}"))
+}
+
+fn frame(p: socketio::Payload) -> Message {
+    match socketio_payload(p) {
+        crate::conn::queue::Payload::Text(t) => Message::Text(t),
+        crate::conn::queue::Payload::Binary(b) => Message::Binary(b),
+    }
+}
+
+async fn close(socket: &mut WebSocket, code: CloseCode) {
+    let close = Message::Close(Some(axum::extract::ws::CloseFrame {
+        code: code.code(),
+        reason: code.reason().into(),
+    }));
+    let _ = tokio::time::timeout(REFUSAL_SEND_TIMEOUT, socket.send(close)).await;
+}
