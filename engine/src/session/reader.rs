@@ -1,17 +1,21 @@
 //! A connection's reader: it opens the connection, decodes frames, enforces the heartbeat and
 //! the op limits, hands each op to the [`Session`], and leads the close.
 //!
+//! The loop sleeps until the first of the heartbeat deadline and the token's next deadline
+//! ([`super::token`]): the expiry warning, then the close with 4501.
+//!
 //! Closing always goes through the queue: the session (or the hub, for a slow consumer) closes
 //! the queue with a code, the writer sends the close frame, and the session waits a bounded time
 //! for the client's close reply.
 
+use super::token::TokenDue;
 use super::{OpError, Session, oldest_ready};
 use crate::conn::Conn;
 use crate::conn::writer::{self, Packing, WriterConfig};
 use crate::node::{ConnPermit, Node};
 use axum::extract::ws::{Message, WebSocket};
 use evd_protocol::auth::Claims;
-use evd_protocol::event::{Event, Reconnect};
+use evd_protocol::event::{Event, Reconnect, TokenExpiring};
 use evd_protocol::{CloseCode, Codec, DecodeError, ErrorCode};
 use futures_util::stream::SplitStream;
 use futures_util::{Stream, StreamExt};
@@ -168,6 +172,11 @@ where
     tokio::pin!(drain, stop);
 
     loop {
+        // While open, the loop also wakes for the token: one timer serves both.
+        let wake = match closing {
+            None => deadline.min(s.token.due()),
+            Some(_) => deadline,
+        };
         let drain_due = async {
             match drain_at {
                 Some(at) => tokio::time::sleep_until(at).await,
@@ -197,14 +206,29 @@ where
                 closing = Some(CloseCode::ShuttingDown.reason());
                 deadline = Instant::now() + close_wait;
             }
-            next = tokio::time::timeout_at(deadline, stream.next()) => match next {
+            next = tokio::time::timeout_at(wake, stream.next()) => match next {
                 Err(_elapsed) => {
                     if let Some(why) = closing {
                         return why;
                     }
-                    s.close(CloseCode::HeartbeatTimeout, false);
-                    closing = Some(CloseCode::HeartbeatTimeout.reason());
-                    deadline = Instant::now() + close_wait;
+                    let now = Instant::now();
+                    if now >= deadline {
+                        s.close(CloseCode::HeartbeatTimeout, false);
+                        closing = Some(CloseCode::HeartbeatTimeout.reason());
+                        deadline = now + close_wait;
+                        continue;
+                    }
+                    match s.token.fire(now) {
+                        Some(TokenDue::Warn(expires_at)) => {
+                            s.send(&Event::TokenExpiring(TokenExpiring { expires_at }));
+                        }
+                        Some(TokenDue::Expired) => {
+                            s.close(CloseCode::TokenExpired, true);
+                            closing = Some(CloseCode::TokenExpired.reason());
+                            deadline = now + close_wait;
+                        }
+                        None => {}
+                    }
                 }
                 Ok(None) => return closing.unwrap_or("client_gone"),
                 Ok(Some(Err(e))) => {
