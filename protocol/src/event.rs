@@ -63,6 +63,12 @@ pub enum Event {
     /// A session of the event was created, changed or deleted (sent to `event:<id>`).
     #[serde(rename = "SESSION_UPDATED")]
     SessionUpdated(SessionUpdated),
+    /// Reply to `refresh`: the new token is in force.
+    #[serde(rename = "TOKEN_REFRESHED")]
+    TokenRefreshed(TokenRefreshed),
+    /// The connection's token expires soon; send `refresh` before it does.
+    #[serde(rename = "TOKEN_EXPIRING")]
+    TokenExpiring(TokenExpiring),
 }
 
 impl Event {
@@ -86,6 +92,8 @@ impl Event {
             Event::Error(_) => "ERROR",
             Event::Reconnect(_) => "RECONNECT",
             Event::SessionUpdated(_) => "SESSION_UPDATED",
+            Event::TokenRefreshed(_) => "TOKEN_REFRESHED",
+            Event::TokenExpiring(_) => "TOKEN_EXPIRING",
         }
     }
 
@@ -122,6 +130,7 @@ impl Event {
             Event::Ack(e) => e.r#ref,
             Event::Pong(e) => e.r#ref,
             Event::Error(e) => e.r#ref,
+            Event::TokenRefreshed(e) => e.r#ref,
             _ => None,
         }
     }
@@ -441,4 +450,22 @@ pub struct SessionUpdated {
     /// The outbox row this was relayed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outbox_id: Option<i64>,
+}
+
+/// `TOKEN_REFRESHED`: the reply to `refresh`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenRefreshed {
+    /// The `refresh` op's `ref`.
+    #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
+    pub r#ref: Option<Ref>,
+    /// The new token's `exp`, unix ms.
+    pub expires_at: i64,
+}
+
+/// `TOKEN_EXPIRING`: sent once per token, a configured time before its `exp`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenExpiring {
+    /// The token's `exp`, unix ms. Without a `refresh`, the connection is closed with 4501 once
+    /// this is past by the server's allowed clock skew.
+    pub expires_at: i64,
 }

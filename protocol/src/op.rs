@@ -64,6 +64,8 @@ pub enum Op {
     DeclineOffer(OfferAnswer),
     /// Heartbeat; reply `PONG`.
     Ping(Ping),
+    /// A new token for this connection (same user and org); reply `TOKEN_REFRESHED`.
+    Refresh(Refresh),
 }
 
 impl Op {
@@ -79,11 +81,12 @@ impl Op {
             Op::AcceptOffer(_) => "accept_offer",
             Op::DeclineOffer(_) => "decline_offer",
             Op::Ping(_) => "ping",
+            Op::Refresh(_) => "refresh",
         }
     }
 
     /// Every op name, for docs and metrics.
-    pub const NAMES: [&'static str; 9] = [
+    pub const NAMES: [&'static str; 10] = [
         "join_room",
         "leave_room",
         "send_message",
@@ -93,6 +96,7 @@ impl Op {
         "accept_offer",
         "decline_offer",
         "ping",
+        "refresh",
     ];
 
     /// Checks the ranges the protocol itself sets; the decoder calls this.
@@ -129,6 +133,7 @@ impl Op {
             Op::AskQuestion(q) => non_empty("text", &q.text),
             Op::UpvoteQuestion(u) => non_empty("question", &u.question),
             Op::AcceptOffer(o) | Op::DeclineOffer(o) => non_empty("offer", &o.offer),
+            Op::Refresh(r) => non_empty("token", &r.token),
         }
     }
 }
@@ -204,6 +209,22 @@ pub struct UpvoteQuestion {
 pub struct OfferAnswer {
     /// The offer id from `WAITLIST_OFFER`.
     pub offer: String,
+}
+
+/// `refresh`: a new token for a live connection. It must name the same `sub` and `org` as the
+/// connection's token; its claims then apply to every later op, and its `exp` sets when the
+/// connection is warned (`TOKEN_EXPIRING`) and closed (4501).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct Refresh {
+    /// The new JWT.
+    pub token: String,
+}
+
+impl std::fmt::Debug for Refresh {
+    // A token is a credential: never in logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Refresh { token: <redacted> }")
+    }
 }
 
 /// `ping`: no fields.

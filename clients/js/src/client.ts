@@ -3,6 +3,7 @@
 // server says, RECONNECT), rejoins every room with `recover`, resends in-flight chat messages with
 // their client_id, pings, notices a dead socket, and finds out whether a failed connection was a
 // refused token (a browser only sees 1006) so it asks getToken for a new one instead of looping.
+// With getToken it also refreshes the live connection's token before it expires (refresh.ts).
 
 import { Backoff } from './backoff.js';
 import { resolveCodec } from './codec.js';
@@ -10,8 +11,9 @@ import { SeenIds } from './dedupe.js';
 import { Emitter } from './emitter.js';
 import { CLIENT_ERROR_CODES as E, EvdError } from './errors.js';
 import { Heartbeat } from './heartbeat.js';
+import { TokenRefresher } from './refresh.js';
 import { type OnLost, Room, type RoomHost } from './room.js';
-import { checkToken, isTokenExpired, withToken } from './token.js';
+import { checkToken, isTokenExpired, tokenExpiresAt, withToken } from './token.js';
 import type {
   ClientOptions,
   Codec,
@@ -83,6 +85,10 @@ export class Client {
   private readonly backoff: Backoff;
   private readonly tokenBackoff: Backoff;
   private readonly heartbeat = new Heartbeat();
+  private readonly refresher = new TokenRefresher(
+    () => this.refreshToken(),
+    () => this.now(),
+  );
   private readonly rooms = new Map<string, Room>();
   private readonly pending = new Map<number, Pending>();
   private readonly seen = new SeenIds();
@@ -276,6 +282,7 @@ export class Client {
   private dropSocket(): void {
     clearTimeout(this.connectTimer);
     this.heartbeat.stop();
+    this.refresher.stop();
     const ws = this.ws;
     this.ws = null;
     this.hello = false;
@@ -406,6 +413,9 @@ export class Client {
       case 'RECONNECT':
         this.reconnectHintMs = Math.max(0, Number(ev.after_ms) || 0);
         return;
+      case 'TOKEN_EXPIRING':
+        if (this.opts.getToken) void this.refresher.fire();
+        return;
       case 'ERROR': {
         const err = new EvdError(ev.code, ev.message, ev.retry_after_ms);
         if (p) this.settle(p, err);
@@ -447,12 +457,45 @@ export class Client {
       () => this.write({ op: 'ping' }),
       (silent) => gen === this.gen && this.abandon('nothing received for ' + silent + ' ms'),
     );
+    if (this.opts.getToken) this.refresher.schedule(this.token);
     this.setState('connected');
     this.emitter.emit('connected', h);
     if (gen !== this.gen || !this.connected) return;
     // Rooms first, then whatever was queued or in flight: the server runs ops in order.
     for (const room of this.rooms.values()) if (room._active) this.join(room);
     for (const p of this.pending.values()) if (!p.sent) this.transmit(p);
+  }
+
+  /**
+   * Gets a new token and sends `refresh` on the live connection. True when done (taken, refused by
+   * the server, or the socket is gone: a refused token ends the connection with 4501 at its
+   * expiry, and the reconnect path asks getToken again); false to try again shortly.
+   */
+  private async refreshToken(): Promise<boolean> {
+    const gen = this.gen;
+    let t: string;
+    try {
+      t = await this.opts.getToken!();
+    } catch (e) {
+      if (gen === this.gen) this.emitter.emit('error', new EvdError(E.tokenError, 'getToken failed: ' + errorText(e)));
+      return gen !== this.gen;
+    }
+    if (gen !== this.gen || !this.connected) return true;
+    // Not a newer token (a cached one): sending it would only be warned of again at once.
+    const oldExp = this.token == null ? null : tokenExpiresAt(this.token);
+    const newExp = tokenExpiresAt(t);
+    if (t === this.token || (oldExp != null && newExp != null && newExp <= oldExp)) return false;
+    try {
+      await this.enqueue({ op: 'refresh', token: t }, 'drop');
+    } catch (e) {
+      if (gen !== this.gen) return true;
+      this.emitter.emit('error', e as EvdError);
+      return (e as EvdError).code !== E.timeout;
+    }
+    if (gen !== this.gen) return true;
+    this.token = t;
+    this.refresher.schedule(t);
+    return true;
   }
 
   // ---- ops out ----

@@ -12,6 +12,7 @@ export {
 } from './client.js';
 export { PINGS_PER_HEARTBEAT, SILENCE_FACTOR } from './heartbeat.js';
 export { OUTBOX_MEMORY } from './dedupe.js';
+export { REFRESH_BEFORE_EXP_MS, REFRESH_RETRY_MS } from './refresh.js';
 export type { ClientEvents } from './client.js';
 export { Room, JOIN_BUFFER_LIMIT, DEFAULT_HISTORY } from './room.js';
 export type { RoomEvents } from './room.js';

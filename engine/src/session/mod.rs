@@ -3,6 +3,9 @@
 //! waiting; [`reader`] reads its frames and leads its close, [`ops`] holds one file per op, and
 //! [`socketio`] opens a Socket.IO connection before it becomes an ordinary one.
 //!
+//! [`token`] keeps the token's deadlines (the expiry warning, the 4501 close) that `refresh`
+//! moves.
+//!
 //! Replies keep the ops' order: a reply that waits for a commit (a `send_message` ACK behind
 //! its archive) holds every later reply behind it, and at most [`MAX_PENDING_REPLIES`] wait.
 
@@ -11,6 +14,7 @@ pub mod error;
 pub mod ops;
 pub mod reader;
 pub mod socketio;
+pub mod token;
 
 pub use error::OpError;
 pub use ops::PendingReply;
@@ -29,6 +33,7 @@ use std::future::Future;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
+use token::TokenClock;
 
 /// The flood-strike bucket refills at this fraction of the op rate: a client that keeps
 /// sending at five times what it may is closed (4029) once its strikes run out; one that
@@ -82,8 +87,10 @@ pub struct Session {
     node: Arc<Node>,
     /// This connection.
     conn: Arc<Conn>,
-    /// The verified token.
+    /// The verified token; `refresh` replaces it.
     claims: Claims,
+    /// When the token is warned of and when it closes the connection.
+    token: TokenClock,
     limits: OpLimits,
     /// Replies that wait for a commit (a `send_message` ACK waits for its archive), oldest
     /// first. While any waits, later replies queue behind it, so replies keep the ops' order.
@@ -105,10 +112,12 @@ impl Session {
     /// A session for `conn`.
     pub fn new(node: Arc<Node>, conn: Arc<Conn>, claims: Claims) -> Session {
         let limits = OpLimits::new(&node.settings.limits);
+        let token = token_clock(&node, &claims);
         Session {
             node,
             conn,
             claims,
+            token,
             limits,
             pending: VecDeque::new(),
         }
@@ -175,9 +184,23 @@ impl Session {
             Ok(Reply::Now(event)) => self.reply(event),
             Ok(Reply::Later(pending)) => self.reply_later(pending).await,
             Ok(Reply::Sent) => {}
+            Ok(Reply::Refreshed { claims, reply }) => {
+                self.token = token_clock(&self.node, &claims);
+                self.claims = *claims;
+                self.reply(reply);
+            }
             Err(e) => self.send_error(req.r#ref, e),
         }
     }
+}
+
+/// The deadlines of the token `claims` came from, with the node's warning and leeway.
+fn token_clock(node: &Node, claims: &Claims) -> TokenClock {
+    TokenClock::new(
+        claims.exp,
+        Duration::from_secs(node.settings.token_expiry_warning_secs),
+        Duration::from_secs(node.settings.api.jwt.leeway_secs),
+    )
 }
 
 /// Runs one op with the node parts it uses.
@@ -198,6 +221,7 @@ async fn run_op(node: &Node, who: Caller<'_>, op: Op) -> ops::OpResult {
         Op::UpvoteQuestion(op) => ops::questions::upvote(op, who, authorizer, store).await,
         Op::AcceptOffer(op) => ops::offers::accept(op, who, store).await,
         Op::DeclineOffer(op) => ops::offers::decline(op, who, store).await,
+        Op::Refresh(op) => ops::refresh::apply(&op, who, &node.verifier),
     }
 }
 

@@ -1,10 +1,14 @@
 //! A connection's reader: it opens the connection, decodes frames, enforces the heartbeat and
 //! the op limits, hands each op to the [`Session`], and leads the close.
 //!
+//! The loop sleeps until the first of the heartbeat deadline and the token's next deadline
+//! ([`super::token`]): the expiry warning, then the close with 4501.
+//!
 //! Closing always goes through the queue: the session (or the hub, for a slow consumer) closes
 //! the queue with a code, the writer sends the close frame, and the session waits a bounded time
 //! for the client's close reply.
 
+use super::token::TokenDue;
 use super::{OpError, Session, oldest_ready};
 use crate::conn::queue::{Outbound, Payload};
 use crate::conn::writer::{self, Packing, WriterConfig};
@@ -12,7 +16,7 @@ use crate::conn::{Conn, Wire};
 use crate::node::{ConnPermit, Node};
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use evd_protocol::auth::Claims;
-use evd_protocol::event::{Event, Reconnect};
+use evd_protocol::event::{Event, Reconnect, TokenExpiring};
 use evd_protocol::socketio::{self, Inbound};
 use evd_protocol::{CloseCode, Codec, DecodeError, ErrorCode, Request};
 use futures_util::stream::SplitStream;
@@ -251,6 +255,11 @@ where
     loop {
         // One timer for the drain close and the next ping: the idle connection's future holds
         // one sleep, not two.
+        // While open, the read timeout also wakes for the token's deadlines.
+        let wake = match closing {
+            None => deadline.min(s.token.due()),
+            Some(_) => deadline,
+        };
         let wake_at = match (drain_at, ping_at) {
             (Some(d), Some(p)) => Some(d.min(p)),
             (d, p) => d.or(p),
@@ -291,14 +300,29 @@ where
                     deadline = Instant::now() + close_wait;
                 }
             }
-            next = tokio::time::timeout_at(deadline, stream.next()) => match next {
+            next = tokio::time::timeout_at(wake, stream.next()) => match next {
                 Err(_elapsed) => {
                     if let Some(why) = closing {
                         return why;
                     }
-                    s.close(CloseCode::HeartbeatTimeout, false);
-                    closing = Some(CloseCode::HeartbeatTimeout.reason());
-                    deadline = Instant::now() + close_wait;
+                    let now = Instant::now();
+                    if now >= deadline {
+                        s.close(CloseCode::HeartbeatTimeout, false);
+                        closing = Some(CloseCode::HeartbeatTimeout.reason());
+                        deadline = now + close_wait;
+                        continue;
+                    }
+                    match s.token.fire(now) {
+                        Some(TokenDue::Warn(expires_at)) => {
+                            s.send(&Event::TokenExpiring(TokenExpiring { expires_at }));
+                        }
+                        Some(TokenDue::Expired) => {
+                            s.close(CloseCode::TokenExpired, true);
+                            closing = Some(CloseCode::TokenExpired.reason());
+                            deadline = now + close_wait;
+                        }
+                        None => {}
+                    }
                 }
                 Ok(None) => return closing.unwrap_or("client_gone"),
                 Ok(Some(Err(e))) => {

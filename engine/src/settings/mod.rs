@@ -49,6 +49,10 @@ pub struct Settings {
     /// joins within this long. A refusal is trusted for one second only, so a fresh ticket
     /// works at once.
     pub ticket_cache_ms: u64,
+    /// A connection is sent `TOKEN_EXPIRING` this many seconds before its token's `exp`, so
+    /// its client can `refresh` in time. A minute covers a client's token round trip to its
+    /// backend even on a slow phone network, yet is short beside the minutes a token lives.
+    pub token_expiry_warning_secs: u64,
     /// Serve `wss://` directly when both paths are set.
     pub tls: TlsSettings,
     /// Per-connection and per-node limits.
@@ -81,6 +85,7 @@ impl Default for Settings {
                 ..ApiSettings::default()
             },
             ticket_cache_ms: 10_000,
+            token_expiry_warning_secs: 60,
             tls: TlsSettings::default(),
             limits: Limits::default(),
             history: HistorySettings::default(),
@@ -103,6 +108,7 @@ impl fmt::Debug for Settings {
             .field("tick_ms", &self.tick_ms)
             .field("api", &self.api)
             .field("ticket_cache_ms", &self.ticket_cache_ms)
+            .field("token_expiry_warning_secs", &self.token_expiry_warning_secs)
             .field("tls", &self.tls)
             .field("limits", &self.limits)
             .field("history", &self.history)

@@ -106,6 +106,14 @@ fn bad_values_give_clear_errors() {
             err.contains("ops_per_second"),
             "unknown keys in the file are refused: {err}"
         );
+        jail.set_env("EVD_TOKEN_EXPIRY_WARNING_SECS", "0");
+        let err = Settings::load(None).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "invalid setting `token_expiry_warning_secs`: must be 1 to 86400"
+        );
+        jail.set_env("EVD_TOKEN_EXPIRY_WARNING_SECS", "45");
+        assert_eq!(Settings::load(None).unwrap().token_expiry_warning_secs, 45);
         jail.create_file("tls.toml", "[tls]\ncert_path = \"c.pem\"\n")?;
         let err = Settings::load(Some(Path::new("tls.toml")))
             .unwrap_err()

@@ -126,6 +126,11 @@ impl Settings {
             "ticket_cache_ms",
             "must be 100 to 600000",
         )?;
+        check(
+            (1..=86_400).contains(&self.token_expiry_warning_secs),
+            "token_expiry_warning_secs",
+            "must be 1 to 86400",
+        )?;
         check(self.history.size > 0, "history.size", "must be positive")?;
         check(
             self.history.ttl_secs > 0,

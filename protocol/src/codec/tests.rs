@@ -50,6 +50,12 @@ fn every_op() -> Vec<Request> {
         Request::with_ref(7, Op::AcceptOffer(OfferAnswer { offer: "f".into() })),
         Request::with_ref(8, Op::DeclineOffer(OfferAnswer { offer: "f".into() })),
         Request::new(Op::Ping(Ping {})),
+        Request::with_ref(
+            9,
+            Op::Refresh(Refresh {
+                token: "a.b.c".into(),
+            }),
+        ),
     ]
 }
 
@@ -76,6 +82,22 @@ fn json_ops_match_the_documented_shape() {
         (j.room.as_str(), j.history, j.recover),
         ("session:S3", 20, None)
     );
+    let r = Codec::Json
+        .decode_request(br#"{"op":"refresh","ref":2,"token":"a.b.c"}"#)
+        .unwrap();
+    assert_eq!(
+        (r.r#ref, r.op),
+        (
+            Some(2),
+            Op::Refresh(Refresh {
+                token: "a.b.c".into()
+            })
+        )
+    );
+    let e = Codec::Json
+        .decode_request(br#"{"op":"refresh","ref":3,"token":""}"#)
+        .unwrap_err();
+    assert_eq!((e.kind, e.r#ref), (DecodeErrorKind::Invalid, Some(3)));
     let ping = Codec::Json
         .encode(&Request::new(Op::Ping(Ping {})))
         .unwrap();
@@ -178,6 +200,13 @@ fn sample_events() -> Vec<Event> {
             leaves: Some(vec![]),
         }),
         Event::error(Some(3), ErrorCode::RateLimited, "slow down"),
+        Event::TokenRefreshed(TokenRefreshed {
+            r#ref: Some(4),
+            expires_at: 1_800_000_000_000,
+        }),
+        Event::TokenExpiring(TokenExpiring {
+            expires_at: 1_800_000_000_000,
+        }),
     ]
 }
 
@@ -192,6 +221,16 @@ fn events_have_the_documented_json_shape() {
     assert_eq!(
         std::str::from_utf8(&e).unwrap(),
         r#"{"ev":"ERROR","ref":3,"code":"rate_limited","message":"slow down"}"#
+    );
+    let refreshed = Codec::Json.encode(&sample_events()[4]).unwrap();
+    assert_eq!(
+        std::str::from_utf8(&refreshed).unwrap(),
+        r#"{"ev":"TOKEN_REFRESHED","ref":4,"expires_at":1800000000000}"#
+    );
+    let expiring = Codec::Json.encode(&sample_events()[5]).unwrap();
+    assert_eq!(
+        std::str::from_utf8(&expiring).unwrap(),
+        r#"{"ev":"TOKEN_EXPIRING","expires_at":1800000000000}"#
     );
     let count_only = Event::PresenceUpdate(PresenceUpdate {
         room: "event:E".into(),

@@ -15,6 +15,7 @@ pub mod leave_room;
 pub mod offers;
 pub mod polls;
 pub mod questions;
+pub mod refresh;
 pub mod send_message;
 
 use super::error::OpError;
@@ -50,6 +51,13 @@ pub enum Reply {
     Later(PendingReply),
     /// The op queued its reply itself (`ROOM_JOINED`, released with the join buffer).
     Sent,
+    /// `refresh` succeeded: the session adopts these claims, then sends `reply`.
+    Refreshed {
+        /// The new token's claims (boxed: they are large beside the other variants).
+        claims: Box<Claims>,
+        /// `TOKEN_REFRESHED`.
+        reply: Event,
+    },
 }
 
 impl std::fmt::Debug for Reply {
@@ -58,6 +66,7 @@ impl std::fmt::Debug for Reply {
             Reply::Now(e) => f.debug_tuple("Now").field(&e.name()).finish(),
             Reply::Later(_) => f.write_str("Later"),
             Reply::Sent => f.write_str("Sent"),
+            Reply::Refreshed { .. } => f.write_str("Refreshed"),
         }
     }
 }
