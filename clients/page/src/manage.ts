@@ -56,9 +56,14 @@ export function managePanel(
   const ticketError = errorLine('ticket-error');
   const listMax = 1000;
 
+  // Loads can overlap (the panel's first one, a change of `issued`, a cancel): only the latest
+  // started may render, so a slow older answer never paints over a newer list.
+  let loads = 0;
   const loadTickets = async () => {
+    const mine = ++loads;
     const list = await all<TicketRec>(ctx.api, `${base}/tickets`, listMax);
-    if (scope.disposed) return;
+    if (scope.disposed || mine !== loads) return;
+    ticketError.textContent = '';
     ticketNote.textContent = list.length >= listMax ? `Showing the first ${listMax} tickets.` : '';
     renderTickets(list);
   };
@@ -143,7 +148,7 @@ export function managePanel(
   let issued = initial.issued;
   const update = (s: SessionRec) => {
     // Someone took or gave back a seat: the ticket list changed too.
-    if (s.issued !== issued) void loadTickets().catch(() => {});
+    if (s.issued !== issued) void loadTickets().catch((e) => (ticketError.textContent = 'Cannot load the tickets: ' + describe(e)));
     issued = s.issued;
     seats.textContent = `${s.issued} of ${s.capacity} seats taken, ${s.held} held for waitlist offers, ${s.available} free.`;
     if (document.activeElement !== capacity) capacity.value = String(s.capacity);
