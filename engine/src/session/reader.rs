@@ -10,9 +10,11 @@ use crate::conn::queue::{Outbound, Payload};
 use crate::conn::writer::{self, Packing, WriterConfig};
 use crate::conn::{Conn, Wire};
 use crate::node::{ConnPermit, Node};
+use crate::room_key::RoomKey;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use evd_protocol::auth::Claims;
 use evd_protocol::event::{Event, Reconnect};
+use evd_protocol::op::StreamPosition;
 use evd_protocol::socketio::{self, Inbound};
 use evd_protocol::{CloseCode, Codec, DecodeError, ErrorCode, Request};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
@@ -149,11 +151,15 @@ pub async fn run_connection(
     permit: ConnPermit,
 ) {
     let (sink, stream) = socket.split();
-    run_link(node, sink, stream, claims, wire, codec, permit).await;
+    run_link(node, sink, stream, claims, wire, codec, permit, None).await;
 }
 
 /// [`run_connection`] on a link's two halves: a WebSocket's, or a Socket.IO polling link's
-/// (opened once the client has connected).
+/// (opened once the client has connected). With `recover`, the connection first rejoins that
+/// room from that position, its missed messages queued before anything live (Socket.IO's
+/// connection-state recovery); if the room no longer holds them it is closed with 4001, so the
+/// client connects again and learns that recovery failed.
+#[allow(clippy::too_many_arguments)]
 pub async fn run_link<Si, St>(
     node: Arc<Node>,
     mut sink: Si,
@@ -162,6 +168,7 @@ pub async fn run_link<Si, St>(
     wire: Wire,
     codec: Codec,
     permit: ConnPermit,
+    recover: Option<(RoomKey, StreamPosition)>,
 ) where
     Si: Sink<Message> + Unpin + Send + 'static,
     Si::Error: Display + Send,
@@ -183,6 +190,17 @@ pub async fn run_link<Si, St>(
             return;
         }
     };
+    if let Some((room, pos)) = recover {
+        let recovered = Box::pin(node.rejoin(&conn, &claims, &room, pos)).await;
+        if !matches!(recovered, Ok(true)) {
+            tracing::debug!(
+                conn = conn.id,
+                ?room,
+                "recovery failed after CONNECT; closing"
+            );
+            conn.queue.close(CloseCode::ShuttingDown, true, &node.stats);
+        }
+    }
     let writer = node.shutdown.spawn(writer::run(
         sink,
         Arc::clone(&conn),

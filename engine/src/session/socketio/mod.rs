@@ -9,10 +9,14 @@
 
 pub mod polling;
 
+use crate::broker::HistoryRequest;
 use crate::conn::{Wire, socketio_payload};
 use crate::node::{ConnPermit, Node};
+use crate::room_key::RoomKey;
 use axum::extract::ws::{Message, WebSocket};
+use evd_protocol::RoomName;
 use evd_protocol::auth::Claims;
+use evd_protocol::op::StreamPosition;
 use evd_protocol::socketio::{self, Handshake, Inbound, Parser};
 use evd_protocol::{CloseCode, Codec};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
@@ -92,6 +96,7 @@ pub async fn open<Si, St>(
             return;
         }
     };
+    let recovery = auth.as_ref().and_then(recovery_point);
     let claims = match verify(&node, auth, upgrade_token) {
         Ok(c) => c,
         Err(message) => {
@@ -102,7 +107,21 @@ pub async fn open<Si, St>(
             return;
         }
     };
-    let ok = socketio::connect_ok(parser, &sid);
+    // The client's `pid` comes back (so `socket.recovered` is true) only when the room still
+    // holds every message after its offset; otherwise it gets a new one and rejoins itself.
+    let recover = match recovery {
+        Some((pid, room, pos)) => {
+            let key = RoomKey::new(&claims.org, room);
+            Box::pin(recoverable(&node, &claims, &key, &pos))
+                .await
+                .then_some((pid, key, pos))
+        }
+        None => None,
+    };
+    let pid = recover
+        .as_ref()
+        .map_or_else(new_sid, |(pid, ..)| pid.clone());
+    let ok = socketio::connect_ok(parser, &sid, &pid);
     if sink.send(frame(ok)).await.is_err() {
         node.metrics.closed("client_gone", Wire::SocketIo.label());
         return;
@@ -111,7 +130,37 @@ pub async fn open<Si, St>(
         Parser::Json => Codec::Json,
         Parser::MsgPack => Codec::MsgPack,
     };
-    super::reader::run_link(node, sink, stream, claims, Wire::SocketIo, codec, permit).await;
+    let recover = recover.map(|(_, key, pos)| (key, pos));
+    super::reader::run_link(
+        node,
+        sink,
+        stream,
+        claims,
+        Wire::SocketIo,
+        codec,
+        permit,
+        recover,
+    )
+    .await;
+}
+
+/// The `pid` and the position a reconnecting client's CONNECT carries (socket.io-client 4.6+
+/// adds them to its `auth`), when the offset is a position this server gave out.
+fn recovery_point(
+    auth: &serde_json::Map<String, serde_json::Value>,
+) -> Option<(String, RoomName, StreamPosition)> {
+    let pid = auth.get("pid")?.as_str()?;
+    let (room, pos) = socketio::parse_position(auth.get("offset")?.as_str()?)?;
+    Some((pid.to_owned(), room, pos))
+}
+
+/// Whether `claims` may rejoin `room` and its history holds everything after `pos`.
+async fn recoverable(node: &Node, claims: &Claims, room: &RoomKey, pos: &StreamPosition) -> bool {
+    if node.authorizer.can_join(claims, room.room()).await.is_err() {
+        return false;
+    }
+    let since = HistoryRequest::Since(pos.clone());
+    matches!(node.broker.history(room, since).await, Ok(h) if h.complete)
 }
 
 /// Reads until the CONNECT to `/`; answers a CONNECT to another namespace with its
