@@ -4,8 +4,10 @@
 //! delivery and recovery after a reconnect. The pieces, each in its own module:
 //!
 //! - [`server`]: HTTP routes and the accept loop; [`run`] is the whole server. Beside it:
-//!   [`page`] (the browser page and `/config.json`), [`dev_token`] (development sign-in) and
-//!   [`origin`] (the upgrade's `Origin` check).
+//!   [`page`] (the browser page and `/config.json`), [`dev_token`] (development sign-in),
+//!   [`socketio_http`] (`/socket.io/`: Engine.IO's WebSocket and polling transports),
+//!   [`upgrade`] (what every WebSocket route shares) and [`origin`] (the upgrade's `Origin`
+//!   check).
 //! - [`session`]: one connection's ops: [`session::reader`] (read loop, heartbeat, limits, close),
 //!   [`session::ops`] (one file per op), [`session::error`].
 //! - [`node`]: the node's parts, admission, and the room orchestration ops share.
@@ -45,6 +47,8 @@ pub mod server;
 pub mod session;
 pub mod settings;
 pub mod shutdown;
+pub mod socketio_http;
+pub mod upgrade;
 
 pub use node::Node;
 pub use server::{app, run, run_engine, serve, serve_with, with_broker};

@@ -1,17 +1,18 @@
-//! HTTP surface and the accept loop: `/ws`, `/healthz`, `/readyz`, `/metrics` (and `/echo` in
-//! tests), served on a listener until a shutdown signal, then drained. With the REST API
+//! HTTP surface and the accept loop: `/ws`, `/socket.io/` (from [`crate::socketio_http`]),
+//! `/healthz`, `/readyz`, `/metrics` (and `/echo` in tests), served on a listener until a shutdown signal, then drained. With the REST API
 //! (`evd serve`) it also mounts the browser page and, on the development secret only, the
 //! development sign-in.
 
-use crate::auth::{authenticate, token_from_request};
+use crate::auth::authenticate;
 use crate::broker::redis::{RedisBroker, RedisConn};
 use crate::conn::Wire;
-use crate::node::{BrokerFactory, ConnPermit, Node, NodeBuilder, NodeError, Refusal};
+use crate::node::{BrokerFactory, ConnPermit, Node, NodeBuilder, NodeError};
 use crate::presence::redis::RedisPresence;
 use crate::session::{self, echo};
 use crate::settings::Settings;
 use crate::shutdown::Shutdown;
-use crate::{dev_token, origin, page};
+use crate::upgrade::{configure, refusal, refuse};
+use crate::{dev_token, origin, page, socketio_http};
 use axum::Router;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::{ConnectInfo, RawQuery, State};
@@ -26,12 +27,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-/// The Socket.IO endpoint, where `socket.io-client` looks by default.
-pub const SOCKETIO_PATH: &str = "/socket.io/";
-
-/// The same without the slash (a client configured with `path: '/socket.io'`).
-const SOCKETIO_PATH_BARE: &str = "/socket.io";
-
 /// The engine's router. Tests call it directly; [`serve`] puts it on a socket.
 ///
 /// `/ws` answers CORS for `cors.allowed_origins`, so a page of another origin can read why a
@@ -40,15 +35,14 @@ pub fn app(node: Arc<Node>) -> Router {
     let cors = evd_api::cors::layer(&node.settings.api.cors);
     let mut router = Router::new()
         .route(page::WS_PATH, any(ws).layer(cors))
-        .route(SOCKETIO_PATH, any(socketio_ws))
-        .route(SOCKETIO_PATH_BARE, any(socketio_ws))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics));
     if node.settings.test_echo {
         router = router.route("/echo", any(echo_ws));
     }
-    router.with_state(node)
+    let socketio = socketio_http::router(Arc::clone(&node));
+    router.with_state(node).merge(socketio)
 }
 
 /// Serving failed.
@@ -291,54 +285,6 @@ fn browser_routes(settings: &Settings) -> Router {
     routes.layer(evd_api::cors::layer(&settings.api.cors))
 }
 
-/// A JSON error body `{"error": …, "message": …}` as PROTOCOL.md gives for refused upgrades.
-fn refuse(status: StatusCode, error: &str, message: &str) -> Response {
-    let body = serde_json::json!({ "error": error, "message": message });
-    (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body.to_string(),
-    )
-        .into_response()
-}
-
-fn refusal(node: &Node, r: Refusal) -> Response {
-    match r {
-        Refusal::Draining => {
-            node.metrics.rejected("draining");
-            refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "this node is draining; connect to another",
-            )
-        }
-        Refusal::Full => {
-            node.metrics.rejected("full");
-            refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "this node is at its connection limit",
-            )
-        }
-        Refusal::RateLimited { retry_after } => {
-            node.metrics.rejected("rate_limited");
-            let mut resp = refuse(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "too many new connections from this address",
-            );
-            let secs = retry_after.as_secs().max(1).to_string();
-            if let Ok(v) = HeaderValue::from_str(&secs) {
-                resp.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-            resp
-        }
-    }
-}
-
 /// Picks the first subprotocol the client offers that the server speaks; JSON otherwise. The
 /// raw header is read because the order of the client's list is its preference.
 fn negotiate(ws: &mut WebSocketUpgrade, headers: &HeaderMap) -> Codec {
@@ -357,15 +303,6 @@ fn negotiate(ws: &mut WebSocketUpgrade, headers: &HeaderMap) -> Codec {
         }
         None => Codec::Json,
     }
-}
-
-fn configure(ws: WebSocketUpgrade, settings: &Settings) -> WebSocketUpgrade {
-    let l = &settings.limits;
-    ws.read_buffer_size(l.read_buffer_bytes)
-        .write_buffer_size(l.frame_batch_bytes)
-        .max_write_buffer_size(l.queue_max_bytes + l.frame_batch_bytes * 4)
-        .max_message_size(l.max_message_bytes)
-        .max_frame_size(l.max_message_bytes)
 }
 
 async fn ws(
@@ -418,69 +355,6 @@ async fn ws(
             codec,
             permit,
         ));
-        std::future::ready(())
-    })
-}
-
-/// An Engine.IO refusal: the JSON body engine.io answers a bad request with, which
-/// `socket.io-client` reports in `connect_error`.
-fn engine_io_refusal(code: u8, message: &str) -> Response {
-    let body = serde_json::json!({ "code": code, "message": message });
-    (
-        StatusCode::BAD_REQUEST,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body.to_string(),
-    )
-        .into_response()
-}
-
-/// The value of `key` in a query string (no decoding: Engine.IO's keys and values need none).
-fn query_param<'a>(query: Option<&'a str>, key: &str) -> Option<&'a str> {
-    query?
-        .split('&')
-        .find_map(|pair| pair.strip_prefix(key)?.strip_prefix('='))
-}
-
-/// `/socket.io/`: the Engine.IO v4 WebSocket transport. Origin and admission are checked as on
-/// `/ws`; the token is checked after the upgrade, when the Socket.IO CONNECT has brought it
-/// (a refusal there is a `CONNECT_ERROR` the client can read, where a refused upgrade is not).
-async fn socketio_ws(
-    State(node): State<Arc<Node>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    uri: Uri,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-) -> Response {
-    if let Err(refused) = origin::check(&node.settings.api.cors, &headers, &uri) {
-        node.metrics.rejected("origin");
-        return refuse(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            &format!("origin {refused} not allowed"),
-        );
-    }
-    let query = query.as_deref();
-    if query_param(query, "EIO") != Some(evd_protocol::socketio::ENGINE_IO_VERSION) {
-        return engine_io_refusal(5, "Unsupported protocol version");
-    }
-    if query_param(query, "transport") != Some("websocket") {
-        return engine_io_refusal(0, "Transport unknown");
-    }
-    let Ok(upgrade) = upgrade else {
-        return engine_io_refusal(3, "Bad request");
-    };
-    let permit = match node.admit(peer.ip(), Wire::SocketIo.label()) {
-        Ok(p) => p,
-        Err(r) => return refusal(&node, r),
-    };
-    let token = token_from_request(&headers, query).map(std::borrow::Cow::into_owned);
-    configure(upgrade, &node.settings).on_upgrade(move |socket| {
-        let shutdown = node.shutdown.clone();
-        shutdown.spawn(session::socketio::run(node, socket, token, permit));
         std::future::ready(())
     })
 }

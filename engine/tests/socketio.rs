@@ -1,7 +1,9 @@
 //! The Socket.IO drop-in (`/socket.io/`) against the `evd` binary cargo built, driven by the real
 //! `socket.io-client` from npm: `npm test` in `clients/socketio-tests` (node's test runner) with
 //! `EVD_BIN` pointing at the binary. The tests start their own `evd serve` on free ports with
-//! temp SQLite databases.
+//! temp SQLite databases. The two-node test runs over the Redis Cluster named by
+//! `EVD_TEST_REDIS_CLUSTER` (inherited from this process), and is skipped without it unless
+//! `EVD_REQUIRE_SERVICES=1`.
 //!
 //! Needs `node` (20+) on `PATH` and `clients/socketio-tests/node_modules`
 //! (`scripts/socketio-tests.sh setup`). Without them the test prints `skipped: …` and passes,

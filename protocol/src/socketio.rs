@@ -26,7 +26,8 @@
 
 use crate::codec::{DecodeError, DecodeErrorKind};
 use crate::event::Event;
-use crate::op::{Ref, Request};
+use crate::op::{Ref, Request, StreamPosition};
+use crate::room::RoomName;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -236,9 +237,10 @@ pub fn open_packet(h: &Handshake<'_>) -> String {
     format!("0{json}")
 }
 
-/// The CONNECT reply of namespace `/` with the Socket.IO session id.
-pub fn connect_ok(parser: Parser, sid: &str) -> Payload {
-    let data = serde_json::json!({ "sid": sid });
+/// The CONNECT reply of namespace `/` with the Socket.IO session id and the recovery id `pid`
+/// (socket.io-client 4.6+ sends it back on reconnect, with the offset of the last event).
+pub fn connect_ok(parser: Parser, sid: &str, pid: &str) -> Payload {
+    let data = serde_json::json!({ "sid": sid, "pid": pid });
     match parser {
         Parser::Json => Payload::Text(format!("40{data}")),
         Parser::MsgPack => Payload::Binary(msgpack_packet(0, Some(&data), None)),
@@ -268,20 +270,57 @@ pub enum Payload {
 /// An event as a Socket.IO packet in an Engine.IO message: the ACK of its `ref` when it is a
 /// reply to an op with one, an EVENT named as its `ev` otherwise.
 pub fn encode_event(parser: Parser, event: &Event) -> Payload {
+    encode_event_at(parser, event, None)
+}
+
+/// [`encode_event`]; a chat message published in `epoch` also carries its position as a last
+/// string argument, which socket.io-client keeps as the offset to recover from ([`position`]).
+pub fn encode_event_at(parser: Parser, event: &Event, epoch: Option<&str>) -> Payload {
     let ack = event.reply_ref().filter(|r| *r >= 0);
+    let at = match (event, epoch) {
+        (Event::MessageReceived(m), Some(epoch)) if ack.is_none() => {
+            Some(position(epoch, m.offset, &m.room))
+        }
+        _ => None,
+    };
     match parser {
         Parser::Json => {
             let json = serde_json::to_string(event).expect("events always serialize to JSON");
-            Payload::Text(match ack {
-                Some(id) => format!("43{id}[{json}]"),
-                None => format!("42[\"{}\",{json}]", event.name()),
+            Payload::Text(match (ack, at) {
+                (Some(id), _) => format!("43{id}[{json}]"),
+                (None, Some(at)) => {
+                    format!("42[\"{}\",{json},{}]", event.name(), Value::String(at))
+                }
+                (None, None) => format!("42[\"{}\",{json}]", event.name()),
             })
         }
-        Parser::MsgPack => Payload::Binary(match ack {
-            Some(id) => msgpack_packet(3, Some(&(event,)), Some(id)),
-            None => msgpack_packet(2, Some(&(event.name(), event)), None),
+        Parser::MsgPack => Payload::Binary(match (ack, at) {
+            (Some(id), _) => msgpack_packet(3, Some(&(event,)), Some(id)),
+            (None, Some(at)) => msgpack_packet(2, Some(&(event.name(), event, at)), None),
+            (None, None) => msgpack_packet(2, Some(&(event.name(), event)), None),
         }),
     }
+}
+
+/// A chat message's position as a Socket.IO offset: `<epoch>:<offset>:<room>` (an epoch is
+/// alphanumeric, so the first two colons split it).
+pub fn position(epoch: &str, offset: u64, room: &str) -> String {
+    format!("{epoch}:{offset}:{room}")
+}
+
+/// The room and position a Socket.IO offset names, if it is one of [`position`]'s.
+pub fn parse_position(s: &str) -> Option<(RoomName, StreamPosition)> {
+    let mut parts = s.splitn(3, ':');
+    let epoch = parts.next().filter(|e| !e.is_empty())?;
+    let offset = parts.next()?.parse().ok()?;
+    let room = parts.next()?.parse().ok()?;
+    Some((
+        room,
+        StreamPosition {
+            epoch: epoch.to_owned(),
+            offset,
+        },
+    ))
 }
 
 /// `socket.io-msgpack-parser`'s packet: `{type, nsp, data?, id?}`.

@@ -118,6 +118,12 @@ pub fn encode_for(conn: &Conn, event: &Event) -> Payload {
 
 /// Encodes an event for one wire and codec.
 pub fn encode_on(wire: Wire, codec: Codec, event: &Event) -> Payload {
+    encode_at(wire, codec, event, None)
+}
+
+/// [`encode_on`] for a chat message published in `epoch`: on Socket.IO it carries its
+/// position, the offset socket.io-client recovers from.
+pub fn encode_at(wire: Wire, codec: Codec, event: &Event, epoch: Option<&str>) -> Payload {
     match wire {
         Wire::Evd => encode(codec, event),
         Wire::SocketIo => {
@@ -125,7 +131,7 @@ pub fn encode_on(wire: Wire, codec: Codec, event: &Event) -> Payload {
                 Codec::Json => Parser::Json,
                 Codec::MsgPack => Parser::MsgPack,
             };
-            socketio_payload(socketio::encode_event(parser, event))
+            socketio_payload(socketio::encode_event_at(parser, event, epoch))
         }
     }
 }
@@ -162,6 +168,8 @@ const ENCODINGS: usize = 4;
 #[derive(Debug)]
 pub struct EncodeOnce<'a> {
     event: &'a Event,
+    /// The epoch a chat message was published in.
+    epoch: Option<&'a str>,
     encoded: [Option<Payload>; ENCODINGS],
 }
 
@@ -170,15 +178,29 @@ impl<'a> EncodeOnce<'a> {
     pub fn new(event: &'a Event) -> Self {
         EncodeOnce {
             event,
+            epoch: None,
             encoded: [const { None }; ENCODINGS],
         }
+    }
+
+    /// Wraps a chat message published in `epoch`; nothing is encoded yet.
+    pub fn chat(event: &'a Event, epoch: &'a str) -> Self {
+        EncodeOnce {
+            epoch: Some(epoch),
+            ..EncodeOnce::new(event)
+        }
+    }
+
+    /// The event.
+    pub fn event(&self) -> &'a Event {
+        self.event
     }
 
     /// The encoding for `conn` (a cheap reference-counted clone after the first call).
     pub fn get(&mut self, conn: &Conn) -> Payload {
         let (wire, codec) = (conn.wire, conn.codec);
         self.encoded[wire.index() * Codec::ALL.len() + codec.index()]
-            .get_or_insert_with(|| encode_on(wire, codec, self.event))
+            .get_or_insert_with(|| encode_at(wire, codec, self.event, self.epoch))
             .clone()
     }
 }

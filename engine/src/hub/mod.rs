@@ -220,8 +220,17 @@ impl Hub {
     /// Queues `event` to every member of `room`. `offset` is set for chat messages, so a joining
     /// member's buffer can drop what its history already has.
     pub fn deliver(&self, room: &RoomKey, event: &Event, offset: Option<u64>) {
+        self.fan_out(room, EncodeOnce::new(event), offset);
+    }
+
+    /// Queues a chat message published at `offset` of `epoch` to every member of `room`.
+    pub fn deliver_chat(&self, room: &RoomKey, event: &Event, epoch: &str, offset: u64) {
+        self.fan_out(room, EncodeOnce::chat(event, epoch), Some(offset));
+    }
+
+    fn fan_out(&self, room: &RoomKey, mut encoded: EncodeOnce<'_>, offset: Option<u64>) {
+        let event = encoded.event();
         let now = Instant::now();
-        let mut encoded = EncodeOnce::new(event);
         let mut delivered = 0u64;
         let mut shard = self.shard(room).lock();
         let Some(r) = shard.rooms.get_mut(room) else {
@@ -256,6 +265,17 @@ impl Hub {
     pub fn send(&self, conn: &Conn, event: &Event) {
         let item = Outbound {
             payload: crate::conn::encode_for(conn, event),
+            published_at: None,
+        };
+        if self.push(conn, item) {
+            self.metrics.event_out(event.name(), 1);
+        }
+    }
+
+    /// Queues a chat message of `epoch` to one connection (a recovery's replay).
+    pub fn send_chat(&self, conn: &Conn, event: &Event, epoch: &str) {
+        let item = Outbound {
+            payload: crate::conn::encode_at(conn.wire, conn.codec, event, Some(epoch)),
             published_at: None,
         };
         if self.push(conn, item) {
@@ -319,9 +339,10 @@ impl Hub {
 impl BrokerHandler for Hub {
     fn handle(&self, room: &RoomKey, envelope: &Envelope) {
         match &envelope.body {
-            Body::Chat { message, .. } => {
+            Body::Chat { epoch, message } => {
                 let offset = message.offset;
-                self.deliver(room, &Event::MessageReceived(message.clone()), Some(offset));
+                let event = Event::MessageReceived(message.clone());
+                self.deliver_chat(room, &event, epoch, offset);
             }
             Body::Presence { joins, leaves } => self.record_presence(room, joins, leaves),
             Body::Event { event, outbox_id } => {

@@ -143,6 +143,40 @@ impl Node {
         Ok(conn)
     }
 
+    /// Rejoins `room` for a connection that is not yet live, from `pos`: the messages after it
+    /// are queued as `MESSAGE_RECEIVED` (no `ROOM_JOINED`: the client did not ask), then live
+    /// delivery follows without a gap or a repeat. False, and out of the room, when the room no
+    /// longer holds everything after `pos`.
+    pub async fn rejoin(
+        &self,
+        conn: &Arc<Conn>,
+        claims: &Claims,
+        room: &RoomKey,
+        pos: evd_protocol::op::StreamPosition,
+    ) -> Result<bool, RoomError> {
+        if self.authorizer.can_join(claims, room.room()).await.is_err() {
+            return Ok(false);
+        }
+        self.enter(conn, claims, room).await?;
+        let history = match self
+            .broker
+            .history(room, crate::broker::HistoryRequest::Since(pos))
+            .await
+        {
+            Ok(h) if h.complete => h,
+            other => {
+                self.exit(conn, room).await;
+                return other.map(|_| false).map_err(RoomError::from);
+            }
+        };
+        for message in history.messages {
+            self.hub
+                .send_chat(conn, &Event::MessageReceived(message), &history.epoch);
+        }
+        self.hub.activate(room, conn, None, history.offset);
+        Ok(true)
+    }
+
     /// Leaves every room of a closing connection.
     pub async fn close_conn(&self, conn: &Conn) {
         for room in conn.rooms() {

@@ -14,13 +14,15 @@ use crate::conn::queue::{Outbound, Payload};
 use crate::conn::writer::{self, Packing, WriterConfig};
 use crate::conn::{Conn, Wire};
 use crate::node::{ConnPermit, Node};
+use crate::room_key::RoomKey;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use evd_protocol::auth::Claims;
 use evd_protocol::event::{Event, Reconnect, TokenExpiring};
+use evd_protocol::op::StreamPosition;
 use evd_protocol::socketio::{self, Inbound};
 use evd_protocol::{CloseCode, Codec, DecodeError, ErrorCode, Request};
-use futures_util::stream::SplitStream;
-use futures_util::{Stream, StreamExt};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use std::fmt::Display;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -143,8 +145,7 @@ fn reason(code: Option<CloseCode>, fallback: &'static str) -> &'static str {
     code.map_or(fallback, CloseCode::reason)
 }
 
-/// Opens a freshly upgraded connection (for Socket.IO, once it has connected), then hands the
-/// rest of its life to a task of its own.
+/// Opens a freshly upgraded connection, then hands the rest of its life to a task of its own.
 pub async fn run_connection(
     node: Arc<Node>,
     socket: WebSocket,
@@ -153,6 +154,30 @@ pub async fn run_connection(
     codec: Codec,
     permit: ConnPermit,
 ) {
+    let (sink, stream) = socket.split();
+    run_link(node, sink, stream, claims, wire, codec, permit, None).await;
+}
+
+/// [`run_connection`] on a link's two halves: a WebSocket's, or a Socket.IO polling link's
+/// (opened once the client has connected). With `recover`, the connection first rejoins that
+/// room from that position, its missed messages queued before anything live (Socket.IO's
+/// connection-state recovery); if the room no longer holds them it is closed with 4001, so the
+/// client connects again and learns that recovery failed.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_link<Si, St>(
+    node: Arc<Node>,
+    mut sink: Si,
+    stream: St,
+    claims: Claims,
+    wire: Wire,
+    codec: Codec,
+    permit: ConnPermit,
+    recover: Option<(RoomKey, StreamPosition)>,
+) where
+    Si: Sink<Message> + Unpin + Send + 'static,
+    Si::Error: Display + Send,
+    St: Stream<Item = Result<Message, axum::Error>> + Unpin + Send + 'static,
+{
     // Opening and closing talk to the broker and presence: boxed, so their futures are not part
     // of every connection's task while it idles.
     let conn = match Box::pin(node.open_conn(&claims, wire, codec)).await {
@@ -165,12 +190,21 @@ pub async fn run_connection(
                 code: 1011,
                 reason: "backend unavailable".into(),
             }));
-            let mut socket = socket;
-            let _ = tokio::time::timeout(OPEN_FAILURE_CLOSE_WAIT, socket.send(close)).await;
+            let _ = tokio::time::timeout(OPEN_FAILURE_CLOSE_WAIT, sink.send(close)).await;
             return;
         }
     };
-    let (sink, stream) = socket.split();
+    if let Some((room, pos)) = recover {
+        let recovered = Box::pin(node.rejoin(&conn, &claims, &room, pos)).await;
+        if !matches!(recovered, Ok(true)) {
+            tracing::debug!(
+                conn = conn.id,
+                ?room,
+                "recovery failed after CONNECT; closing"
+            );
+            conn.queue.close(CloseCode::ShuttingDown, true, &node.stats);
+        }
+    }
     let writer = node.shutdown.spawn(writer::run(
         sink,
         Arc::clone(&conn),
@@ -187,14 +221,16 @@ pub async fn run_connection(
 }
 
 /// The rest of a connection's life: the reader loop, then the close.
-async fn serve(
+async fn serve<St>(
     node: Arc<Node>,
     conn: Arc<Conn>,
-    stream: SplitStream<WebSocket>,
+    stream: St,
     session: Box<Session>,
     writer: tokio::task::JoinHandle<writer::WriterEnd>,
     permit: ConnPermit,
-) {
+) where
+    St: Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
     let why = read_loop(stream, session).await;
     Box::pin(node.close_conn(&conn)).await;
     // If the session ended first (client gone), make the writer finish too.
@@ -437,7 +473,7 @@ mod tests {
     /// that inlines a large future (an op, a store call) into a connection's state.
     #[test]
     fn an_idle_connection_holds_small_futures() {
-        let serve = output_size(serve);
+        let serve = output_size(serve::<futures_util::stream::SplitStream<WebSocket>>);
         let writer =
             output_size5(writer::run::<futures_util::stream::SplitSink<WebSocket, Message>>);
         // Measured: 872 and 440 bytes (they were 2,696 plus axum's upgrade task, and 1,072).

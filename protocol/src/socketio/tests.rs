@@ -152,8 +152,8 @@ fn handshake_packets() {
         r#"0{"sid":"abc","upgrades":[],"pingInterval":25000,"pingTimeout":20000,"maxPayload":65536}"#
     );
     assert_eq!(
-        connect_ok(Parser::Json, "s1"),
-        Payload::Text(r#"40{"sid":"s1"}"#.into())
+        connect_ok(Parser::Json, "s1", "p1"),
+        Payload::Text(r#"40{"pid":"p1","sid":"s1"}"#.into())
     );
     assert_eq!(
         connect_error(Parser::Json, "/", "bad token"),
@@ -196,4 +196,26 @@ fn msgpack_packets_round_trip_the_same_mapping() {
     assert_eq!(back.nsp, "/");
     assert_eq!(back.data.unwrap()[0], "MESSAGE_RECEIVED");
     assert!(decode_msgpack(b"\xc1").is_err());
+}
+
+#[test]
+fn chat_carries_its_position_as_the_last_argument() {
+    let Payload::Text(t) = encode_event_at(Parser::Json, &message(), Some("Ep0ch")) else {
+        panic!("text")
+    };
+    let v: Value = serde_json::from_str(&t[2..]).unwrap();
+    assert_eq!(v[0], "MESSAGE_RECEIVED");
+    assert_eq!(v[1]["offset"], 3);
+    assert_eq!(v[2], "Ep0ch:3:session:S1");
+    let (room, pos) = parse_position(v[2].as_str().unwrap()).unwrap();
+    assert_eq!(room.to_string(), "session:S1");
+    assert_eq!((pos.epoch.as_str(), pos.offset), ("Ep0ch", 3));
+    for bad in ["", "e", "e:x:session:S1", "e:1:nowhere", ":1:session:S1"] {
+        assert!(parse_position(bad).is_none(), "{bad}");
+    }
+    let Payload::Binary(b) = encode_event_at(Parser::MsgPack, &message(), Some("Ep0ch")) else {
+        panic!("binary")
+    };
+    let back: MsgPackPacket<Value> = rmp_serde::from_slice(&b).unwrap();
+    assert_eq!(back.data.unwrap()[2], "Ep0ch:3:session:S1");
 }

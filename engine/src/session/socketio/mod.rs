@@ -1,17 +1,26 @@
-//! A Socket.IO connection's opening, on the raw WebSocket before the connection exists: the
-//! Engine.IO open packet, then the client's Socket.IO CONNECT (its parser is the frame type it
-//! arrives in), the token check, and `CONNECT` or `CONNECT_ERROR`. After that the connection is
-//! an ordinary one ([`super::run_connection`]) that speaks [`Wire::SocketIo`].
+//! A Socket.IO connection's opening, on its link before the connection exists: the Engine.IO
+//! open packet, then the client's Socket.IO CONNECT (its parser is the frame type it arrives
+//! in), the token check, and `CONNECT` or `CONNECT_ERROR`. After that the connection is an
+//! ordinary one ([`super::reader::run_link`]) that speaks [`Wire::SocketIo`].
 //!
-//! Nothing here outlives the opening: no task, no buffer beyond one frame.
+//! The link is a WebSocket, or [`polling`]: Engine.IO's HTTP long-polling, which a client may
+//! later upgrade to a WebSocket in place. Nothing here outlives the opening: no task, no buffer
+//! beyond one frame.
 
+pub mod polling;
+
+use crate::broker::HistoryRequest;
 use crate::conn::{Wire, socketio_payload};
 use crate::node::{ConnPermit, Node};
+use crate::room_key::RoomKey;
 use axum::extract::ws::{Message, WebSocket};
+use evd_protocol::RoomName;
 use evd_protocol::auth::Claims;
+use evd_protocol::op::StreamPosition;
 use evd_protocol::socketio::{self, Handshake, Inbound, Parser};
 use evd_protocol::{CloseCode, Codec};
-use futures_util::StreamExt;
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use std::fmt::Display;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,25 +46,43 @@ pub fn new_sid() -> String {
 /// upgrade request (bearer header or `token` query), used when the CONNECT carries none.
 pub async fn run(
     node: Arc<Node>,
-    mut socket: WebSocket,
+    socket: WebSocket,
     upgrade_token: Option<String>,
     permit: ConnPermit,
 ) {
-    let sid = new_sid();
+    let (sink, stream) = socket.split();
+    open(node, sink, stream, new_sid(), &[], upgrade_token, permit).await;
+}
+
+/// Opens a Socket.IO connection `sid` on a link (a WebSocket's halves, or a polling link that
+/// may upgrade to the `upgrades` named).
+pub async fn open<Si, St>(
+    node: Arc<Node>,
+    mut sink: Si,
+    mut stream: St,
+    sid: String,
+    upgrades: &'static [&'static str],
+    upgrade_token: Option<String>,
+    permit: ConnPermit,
+) where
+    Si: Sink<Message> + Unpin + Send + 'static,
+    Si::Error: Display + Send,
+    St: Stream<Item = Result<Message, axum::Error>> + Unpin + Send + 'static,
+{
     let sio = &node.settings.socketio;
     let open = socketio::open_packet(&Handshake {
         sid: &sid,
-        upgrades: &[],
+        upgrades,
         ping_interval: sio.ping_interval_ms,
         ping_timeout: sio.ping_timeout_ms,
         max_payload: sio.max_payload,
     });
-    if socket.send(Message::Text(open.into())).await.is_err() {
+    if sink.send(Message::Text(open.into())).await.is_err() {
         node.metrics.closed("client_gone", Wire::SocketIo.label());
         return;
     }
     let limit = Duration::from_millis(sio.connect_timeout_ms);
-    let connect = tokio::time::timeout(limit, wait_connect(&mut socket)).await;
+    let connect = tokio::time::timeout(limit, wait_connect(&mut sink, &mut stream)).await;
     let (parser, auth) = match connect {
         Ok(Some(c)) => c,
         Ok(None) => {
@@ -65,22 +92,37 @@ pub async fn run(
         Err(_) => {
             node.metrics
                 .closed("connect_timeout", Wire::SocketIo.label());
-            close(&mut socket, CloseCode::Normal).await;
+            close(&mut sink, CloseCode::Normal).await;
             return;
         }
     };
+    let recovery = auth.as_ref().and_then(recovery_point);
     let claims = match verify(&node, auth, upgrade_token) {
         Ok(c) => c,
         Err(message) => {
             node.metrics.rejected("unauthorized");
             let refusal = socketio::connect_error(parser, socketio::NAMESPACE, &message);
-            let _ = tokio::time::timeout(REFUSAL_SEND_TIMEOUT, socket.send(frame(refusal))).await;
-            close(&mut socket, CloseCode::TokenExpired).await;
+            let _ = tokio::time::timeout(REFUSAL_SEND_TIMEOUT, sink.send(frame(refusal))).await;
+            close(&mut sink, CloseCode::TokenExpired).await;
             return;
         }
     };
-    let ok = socketio::connect_ok(parser, &sid);
-    if socket.send(frame(ok)).await.is_err() {
+    // The client's `pid` comes back (so `socket.recovered` is true) only when the room still
+    // holds every message after its offset; otherwise it gets a new one and rejoins itself.
+    let recover = match recovery {
+        Some((pid, room, pos)) => {
+            let key = RoomKey::new(&claims.org, room);
+            Box::pin(recoverable(&node, &claims, &key, &pos))
+                .await
+                .then_some((pid, key, pos))
+        }
+        None => None,
+    };
+    let pid = recover
+        .as_ref()
+        .map_or_else(new_sid, |(pid, ..)| pid.clone());
+    let ok = socketio::connect_ok(parser, &sid, &pid);
+    if sink.send(frame(ok)).await.is_err() {
         node.metrics.closed("client_gone", Wire::SocketIo.label());
         return;
     }
@@ -88,16 +130,51 @@ pub async fn run(
         Parser::Json => Codec::Json,
         Parser::MsgPack => Codec::MsgPack,
     };
-    super::run_connection(node, socket, claims, Wire::SocketIo, codec, permit).await;
+    let recover = recover.map(|(_, key, pos)| (key, pos));
+    super::reader::run_link(
+        node,
+        sink,
+        stream,
+        claims,
+        Wire::SocketIo,
+        codec,
+        permit,
+        recover,
+    )
+    .await;
+}
+
+/// The `pid` and the position a reconnecting client's CONNECT carries (socket.io-client 4.6+
+/// adds them to its `auth`), when the offset is a position this server gave out.
+fn recovery_point(
+    auth: &serde_json::Map<String, serde_json::Value>,
+) -> Option<(String, RoomName, StreamPosition)> {
+    let pid = auth.get("pid")?.as_str()?;
+    let (room, pos) = socketio::parse_position(auth.get("offset")?.as_str()?)?;
+    Some((pid.to_owned(), room, pos))
+}
+
+/// Whether `claims` may rejoin `room` and its history holds everything after `pos`.
+async fn recoverable(node: &Node, claims: &Claims, room: &RoomKey, pos: &StreamPosition) -> bool {
+    if node.authorizer.can_join(claims, room.room()).await.is_err() {
+        return false;
+    }
+    let since = HistoryRequest::Since(pos.clone());
+    matches!(node.broker.history(room, since).await, Ok(h) if h.complete)
 }
 
 /// Reads until the CONNECT to `/`; answers a CONNECT to another namespace with its
 /// `CONNECT_ERROR`. `None` when the client left or broke the rules first.
-async fn wait_connect(
-    socket: &mut WebSocket,
-) -> Option<(Parser, Option<serde_json::Map<String, serde_json::Value>>)> {
+async fn wait_connect<Si, St>(
+    sink: &mut Si,
+    stream: &mut St,
+) -> Option<(Parser, Option<serde_json::Map<String, serde_json::Value>>)>
+where
+    Si: Sink<Message> + Unpin,
+    St: Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
     for _ in 0..MAX_FRAMES_BEFORE_CONNECT {
-        let (parser, packet) = match socket.next().await?.ok()? {
+        let (parser, packet) = match stream.next().await?.ok()? {
             Message::Text(t) => (Parser::Json, socketio::decode_text(t.as_str())),
             Message::Binary(b) => (Parser::MsgPack, socketio::decode_msgpack(&b)),
             Message::Close(_) => return None,
@@ -109,7 +186,7 @@ async fn wait_connect(
             }
             Ok(Inbound::Connect { nsp, .. }) => {
                 let refusal = socketio::connect_error(parser, &nsp, "Invalid namespace");
-                socket.send(frame(refusal)).await.ok()?;
+                sink.send(frame(refusal)).await.ok()?;
             }
             Ok(Inbound::Close) => return None,
             _ => {}
@@ -146,10 +223,10 @@ fn frame(p: socketio::Payload) -> Message {
     }
 }
 
-async fn close(socket: &mut WebSocket, code: CloseCode) {
+async fn close<Si: Sink<Message> + Unpin>(sink: &mut Si, code: CloseCode) {
     let close = Message::Close(Some(axum::extract::ws::CloseFrame {
         code: code.code(),
         reason: code.reason().into(),
     }));
-    let _ = tokio::time::timeout(REFUSAL_SEND_TIMEOUT, socket.send(close)).await;
+    let _ = tokio::time::timeout(REFUSAL_SEND_TIMEOUT, sink.send(close)).await;
 }
