@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark: the same evd-loadtest scenarios against `evd serve`, the
-# uWebSockets.js peer (the anchor for fanout), the Socket.IO 4 peer on Node and the socketioxide
+# Side-by-side benchmark: the same evd-loadtest scenarios against `evd serve` (its native
+# protocol, and its Socket.IO endpoint as `evd-sio`), the uWebSockets.js peer (the anchor for fanout), the Socket.IO 4 peer on Node and the socketioxide
 # peer, in turn, on this machine. Writes the table into
 # bench/RESULTS.md (between the compare markers) and keeps every raw report in target/compare/.
 #
@@ -12,7 +12,7 @@
 #   SAT_RATES    broadcast rates tried for saturation, ascending  ("5 10 20 50 100 200 500")
 #   BIG          connections for evd's own idle and storm bars             (19000)
 #   ROOMS_RUNS   rooms runs per server, interleaved; the table takes the median p99 run (3)
-#   SERVERS      which servers, in order                        ("evd uws socketio socketioxide")
+#   SERVERS      which servers, in order            ("evd evd-sio uws socketio socketioxide")
 #   CODEC        evd codec (json or msgpack); the peers speak Socket.IO JSON (json)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +26,7 @@ DURATION=${DURATION:-15}
 SAT_RATES=${SAT_RATES:-5 10 20 50 100 200 500}
 BIG=${BIG:-19000}
 ROOMS_RUNS=${ROOMS_RUNS:-3}
-SERVERS=${SERVERS:-evd uws socketio socketioxide}
+SERVERS=${SERVERS:-evd evd-sio uws socketio socketioxide}
 CODEC=${CODEC:-json}
 RAMP=${RAMP:-4000}
 OUT=target/compare
@@ -63,9 +63,9 @@ start_server() { # name
   stop_server
   PORT=$(free_port)
   case "$1" in
-    evd)
+    evd|evd-sio)
       env "${EVD_ENV[@]}" EVD_DATABASE_URL="sqlite://$TMP/evd-$PORT.db" \
-        target/release/evd serve --listen "127.0.0.1:$PORT" >"$OUT/server-evd.log" 2>&1 &
+        target/release/evd serve --listen "127.0.0.1:$PORT" >"$OUT/server-$1.log" 2>&1 &
       PID=$! ;;
     uws)
       STATS_INTERVAL_MS=0 "${UWS_NODE[@]}" bench/peers/uws/server.js "$PORT" >"$OUT/server-uws.log" 2>&1 &
@@ -88,6 +88,7 @@ start_server() { # name
 run() { # server, label, scenario args...
   local server=$1 label=$2; shift 2
   local target
+  # evd-sio is evd driven through its Socket.IO endpoint, as the Node peers are.
   case "$server" in evd) target=evd ;; uws) target=uws ;; *) target=socketio ;; esac
   start_server "$server"
   echo "==> $server $label: evd-loadtest $*" >&2

@@ -154,6 +154,33 @@ struct SioMessage<'a> {
     text: Cow<'a, str>,
 }
 
+/// A Socket.IO EVENT's arguments: its name, a message, and whatever follows (skipped).
+struct SioEvent<'a>(Cow<'a, str>, SioMessage<'a>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for SioEvent<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Args<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for Args<'a> {
+            type Value = SioEvent<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("[name, message, …]")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Self::Value, A::Error> {
+                use serde::de::Error;
+                let name = s
+                    .next_element()?
+                    .ok_or_else(|| A::Error::invalid_length(0, &self))?;
+                let msg = s
+                    .next_element()?
+                    .ok_or_else(|| A::Error::invalid_length(1, &self))?;
+                while s.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(SioEvent(name, msg))
+            }
+        }
+        d.deserialize_seq(Args(std::marker::PhantomData))
+    }
+}
+
 /// A frame could not be read.
 #[derive(Debug)]
 pub(crate) struct BadFrame;
@@ -228,8 +255,9 @@ fn parse_sio(s: &str) -> Option<Incoming<'_>> {
                     let body = &rest[1..];
                     let start = body.find('[')?;
                     // The peers emit only MESSAGE_RECEIVED; read it without building a tree.
-                    match serde_json::from_str::<(Cow<'_, str>, SioMessage<'_>)>(&body[start..]) {
-                        Ok((name, m)) if name == "MESSAGE_RECEIVED" => Incoming::Message {
+                    // evd's endpoint adds the message's recovery position as a third argument.
+                    match serde_json::from_str::<SioEvent<'_>>(&body[start..]) {
+                        Ok(SioEvent(name, m)) if name == "MESSAGE_RECEIVED" => Incoming::Message {
                             offset: m.offset,
                             text: m.text,
                         },

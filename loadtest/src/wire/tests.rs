@@ -181,6 +181,18 @@ fn socketio_packets() {
             text: "1:2:x".into()
         }
     );
+    // evd's Socket.IO endpoint adds the recovery position as a third argument.
+    assert_eq!(
+        all(
+            wire,
+            br#"42["MESSAGE_RECEIVED",{"room":"r","offset":8,"text":"1:2:y"},"e1:8:session:S1"]"#,
+            false
+        )[0],
+        Incoming::Message {
+            offset: Some(8),
+            text: "1:2:y".into()
+        }
+    );
     assert_eq!(
         wire.url("http://127.0.0.1:3000/"),
         "ws://127.0.0.1:3000/socket.io/?EIO=4&transport=websocket"

@@ -63,7 +63,7 @@ pub(super) struct Transport {
     addrs: Vec<SocketAddr>,
     /// The worker's source address, when it has one.
     source: Option<IpAddr>,
-    /// Mints the clients' tokens (evd); `None` for the peers, which take none.
+    /// Mints the clients' tokens.
     signer: Option<Signer>,
     org: String,
 }
@@ -71,16 +71,15 @@ pub(super) struct Transport {
 impl Transport {
     /// Resolves every target of `plan` and makes the token signer.
     pub(super) async fn new(plan: &WorkerPlan, wire: Wire) -> anyhow::Result<Transport> {
-        let signer = match plan.target {
-            Target::Evd => Some(
-                JwtSettings {
-                    secret: plan.secret.clone(),
-                    ..Default::default()
-                }
-                .signer()?,
-            ),
-            Target::Socketio | Target::Uws => None,
-        };
+        // Every target gets a token: evd needs one (on `/ws` and on its Socket.IO endpoint, as a
+        // bearer header), and the peers ignore the header.
+        let signer = Some(
+            JwtSettings {
+                secret: plan.secret.clone(),
+                ..Default::default()
+            }
+            .signer()?,
+        );
         let mut urls = Vec::new();
         let mut addrs = Vec::new();
         for t in &plan.targets {
