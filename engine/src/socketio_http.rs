@@ -4,6 +4,8 @@
 //! once the Socket.IO CONNECT has brought it (a refusal there is a `CONNECT_ERROR` the client
 //! can read, where a refused upgrade is not).
 //!
+//! The routes answer CORS for `cors.allowed_origins`, so a page served elsewhere can poll.
+//!
 //! A polling session lives on the node that opened it: a request naming a `sid` this node does
 //! not hold answers Engine.IO's "Session ID unknown" (code 1), so polling needs sticky sessions
 //! across nodes. The WebSocket transport needs none.
@@ -42,6 +44,8 @@ struct SioState {
 
 /// The `/socket.io/` routes.
 pub fn router(node: Arc<Node>) -> Router {
+    // A page of a listed origin may poll from its own origin, as it may read `/ws` refusals.
+    let cors = evd_api::cors::layer(&node.settings.api.cors);
     let state = SioState {
         node,
         polls: Arc::new(polling::Registry::default()),
@@ -49,6 +53,7 @@ pub fn router(node: Arc<Node>) -> Router {
     Router::new()
         .route(PATH, any(socketio))
         .route(PATH_BARE, any(socketio))
+        .layer(cors)
         .with_state(state)
 }
 

@@ -50,3 +50,37 @@ test(
     }
   },
 );
+
+test(
+  'a client that drops on one node recovers on the other, with nothing missed',
+  { skip: !broker && !required ? 'EVD_TEST_REDIS_CLUSTER is not set' : false },
+  async () => {
+    assert.ok(broker, 'EVD_REQUIRE_SERVICES=1 but EVD_TEST_REDIS_CLUSTER is not set');
+    while (nodes.length < 2) nodes.push(await EvdServer.start({ env: { EVD_BROKER_URL: broker } }));
+    const org = `sio-${randomUUID().slice(0, 8)}`;
+    const room = 'session:move';
+    const a = sio(nodes[0], { transports: ['websocket'], auth: { token: mintToken('mover', { org }) } });
+    const b = sio(nodes[1], { transports: ['websocket'], auth: { token: mintToken('talker', { org }) } });
+    const got = [];
+    a.on('MESSAGE_RECEIVED', (m) => got.push(m));
+    await Promise.all([connected(a), connected(b)]);
+    await call(a, 'join_room', room);
+    await call(b, 'join_room', room);
+    await call(b, 'send_message', { room, text: 'm1' });
+    await waitFor(() => got.length === 1, 'the first message');
+
+    a.io.reconnection(false);
+    const gone = new Promise((resolve) => a.once('disconnect', resolve));
+    a.io.engine.transport.ws._socket.destroy();
+    await gone;
+    for (const text of ['m2', 'm3']) await call(b, 'send_message', { room, text });
+    // As a load balancer would, the reconnect lands on the other node.
+    a.io.uri = nodes[1].httpUrl;
+    a.connect();
+    await connected(a, 'reconnect to node 2');
+    assert.equal(a.recovered, true);
+    await call(b, 'send_message', { room, text: 'm4' });
+    await waitFor(() => got.length >= 4, 'the gap and the next message');
+    assert.deepEqual(got.map((m) => m.text), ['m1', 'm2', 'm3', 'm4']);
+  },
+);

@@ -80,3 +80,19 @@ test('an unknown sid is refused as engine.io refuses it', async () => {
   assert.equal(res.status, 400);
   assert.deepEqual(await res.json(), { code: 1, message: 'Session ID unknown' });
 });
+
+test('a page of a listed origin may poll; another origin is refused', async () => {
+  const listed = 'http://app.example';
+  const other = await EvdServer.start({ env: { EVD_CORS_ALLOWED_ORIGINS: listed } });
+  try {
+    const url = `${other.httpUrl}/socket.io/?EIO=4&transport=polling`;
+    const ok = await fetch(url, { headers: { origin: listed } });
+    assert.equal(ok.status, 200);
+    assert.equal(ok.headers.get('access-control-allow-origin'), listed);
+    assert.match(await ok.text(), /^0\{"sid":/);
+    const refused = await fetch(url, { headers: { origin: 'http://evil.example' } });
+    assert.equal(refused.status, 403);
+  } finally {
+    await other.stop();
+  }
+});
