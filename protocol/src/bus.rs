@@ -68,9 +68,9 @@ impl Envelope {
         rmp_serde::to_vec_named(self).map(Bytes::from)
     }
 
-    /// Decodes a broker payload.
+    /// Decodes a broker payload, nested at most [`crate::limits::MAX_MSGPACK_DEPTH`] deep.
     pub fn decode(bytes: &[u8]) -> Result<Envelope, rmp_serde::decode::Error> {
-        rmp_serde::from_slice(bytes)
+        crate::codec::msgpack_from_slice(bytes)
     }
 }
 

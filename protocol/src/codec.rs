@@ -5,6 +5,7 @@
 //! array of maps) without re-encoding them.
 
 use crate::event::Event;
+use crate::limits::MAX_MSGPACK_DEPTH;
 use crate::op::{Ref, Request};
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
@@ -164,7 +165,7 @@ impl Codec {
                 };
                 (kind, format!("invalid JSON op: {e}"))
             }),
-            Codec::MsgPack => rmp_serde::from_slice::<Request>(frame).map_err(|e| {
+            Codec::MsgPack => msgpack_from_slice::<Request>(frame).map_err(|e| {
                 use rmp_serde::decode::Error as E;
                 // A reserved marker is not MessagePack at all; other type mismatches are a
                 // well-formed value of the wrong type.
@@ -196,7 +197,7 @@ impl Codec {
         }
         match self {
             Codec::Json => serde_json::from_slice::<RefOnly>(frame).ok()?.r#ref,
-            Codec::MsgPack => rmp_serde::from_slice::<RefOnly>(frame).ok()?.r#ref,
+            Codec::MsgPack => msgpack_from_slice::<RefOnly>(frame).ok()?.r#ref,
         }
     }
 
@@ -223,15 +224,24 @@ impl Codec {
             Codec::MsgPack => {
                 let is_array = matches!(frame.first(), Some(0x90..=0x9f | 0xdc | 0xdd));
                 if is_array {
-                    rmp_serde::from_slice::<Vec<Event>>(frame).map_err(|e| malformed(&e))
+                    msgpack_from_slice::<Vec<Event>>(frame).map_err(|e| malformed(&e))
                 } else {
-                    rmp_serde::from_slice::<Event>(frame)
+                    msgpack_from_slice::<Event>(frame)
                         .map(|e| vec![e])
                         .map_err(|e| malformed(&e))
                 }
             }
         }
     }
+}
+
+/// `rmp_serde::from_slice` with the nesting bounded by [`MAX_MSGPACK_DEPTH`].
+pub(crate) fn msgpack_from_slice<'a, T: Deserialize<'a>>(
+    frame: &'a [u8],
+) -> Result<T, rmp_serde::decode::Error> {
+    let mut de = rmp_serde::Deserializer::from_read_ref(frame);
+    de.set_max_depth(MAX_MSGPACK_DEPTH);
+    T::deserialize(&mut de)
 }
 
 impl fmt::Display for Codec {

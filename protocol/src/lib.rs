@@ -47,7 +47,8 @@ pub use codec::{Codec, DecodeError, EncodeError};
 pub use error::ErrorCode;
 pub use event::Event;
 pub use limits::{
-    DEFAULT_HEARTBEAT_MS, MAX_HISTORY_REQUEST, MAX_PRESENCE_SNAPSHOT, MAX_SESSIONS_PER_EVENT,
+    DEFAULT_HEARTBEAT_MS, MAX_HISTORY_REQUEST, MAX_MSGPACK_DEPTH, MAX_PRESENCE_SNAPSHOT,
+    MAX_SESSIONS_PER_EVENT,
 };
 pub use op::{Op, Ref, Request};
 pub use room::{RoomKind, RoomName};
