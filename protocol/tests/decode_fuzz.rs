@@ -1,6 +1,7 @@
 //! A bounded fuzz run of every decoder under `cargo test` (cargo-fuzz needs a nightly toolchain):
 //! client frames ([`Codec::decode_request`], the engine's whole op decode path) and server frames
-//! ([`Codec::decode_events`]) in both codecs, broker envelopes, and tokens.
+//! ([`Codec::decode_events`]) in both codecs, Socket.IO packets in both of its parsers and its
+//! recovery positions, broker envelopes, and tokens.
 //!
 //! Inputs are arbitrary bytes; valid encodings with bytes flipped, inserted, removed or cut; and
 //! JSON or MessagePack built from the protocol's own keys and values. Whatever comes in, a decoder
@@ -13,7 +14,8 @@ mod strategies;
 use evd_protocol::auth::{Claims, KeySpec, Role, Signer, Verifier, VerifyOptions};
 use evd_protocol::bus::Envelope;
 use evd_protocol::codec::DecodeErrorKind;
-use evd_protocol::{Codec, Event};
+use evd_protocol::socketio::{self, Inbound};
+use evd_protocol::{Codec, DecodeError, Event};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::Config;
@@ -125,6 +127,38 @@ fn edits() -> impl Strategy<Value = Vec<Edit>> {
     vec(any::<Edit>(), 1..6)
 }
 
+/// Engine.IO and Socket.IO packet heads: type digits, ack ids, namespaces, and junk after them.
+const SOCKETIO_HEADS: &[&str] = &[
+    "",
+    "0",
+    "1",
+    "2",
+    "2probe",
+    "3",
+    "4",
+    "40",
+    "40/",
+    "40/admin,",
+    "41",
+    "42",
+    "421",
+    "4299",
+    "42/,",
+    "42/x,7",
+    "43",
+    "431",
+    "44",
+    "45",
+    "451-",
+    "46",
+    "5",
+    "6",
+    "7",
+    "4a",
+    "42-1",
+    "4218446744073709551616",
+];
+
 /// JSON-ish text from [`JSON_TOKENS`], mostly near-valid and often not.
 fn json_soup() -> impl Strategy<Value = Vec<u8>> {
     vec(proptest::sample::select(JSON_TOKENS), 0..40).prop_map(|t| t.concat().into_bytes())
@@ -181,12 +215,37 @@ fn check_events(codec: Codec, frame: &[u8]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Checks a decoded Socket.IO packet: an op it carries passes the protocol's own checks, and a
+/// refusal says why.
+fn check_socketio(decoded: Result<Inbound, DecodeError>) -> Result<(), TestCaseError> {
+    match decoded {
+        Ok(Inbound::Request(req)) => {
+            prop_assert!(req.op.validate().is_ok(), "accepted an invalid op: {req:?}")
+        }
+        Ok(_) => {}
+        Err(e) => prop_assert!(!e.message.is_empty()),
+    }
+    Ok(())
+}
+
+/// Socket.IO's decoders on one input: the JSON parser's text frames, the msgpack parser's binary
+/// ones, and a recovery position.
+fn check_socketio_all(frame: &[u8]) -> Result<(), TestCaseError> {
+    check_socketio(socketio::decode_msgpack(frame))?;
+    if let Ok(text) = std::str::from_utf8(frame) {
+        check_socketio(socketio::decode_text(text))?;
+        let _ = socketio::parse_position(text);
+    }
+    Ok(())
+}
+
 /// Every decoder on one input.
 fn check_all(frame: &[u8]) -> Result<(), TestCaseError> {
     for codec in Codec::ALL {
         check_request(codec, frame)?;
         check_events(codec, frame)?;
     }
+    check_socketio_all(frame)?;
     let _ = Envelope::decode(frame);
     Ok(())
 }
@@ -220,6 +279,20 @@ proptest! {
     #[test]
     fn protocol_shaped_json_decodes_or_gives_a_typed_error(frame in json_soup()) {
         check_all(&frame)?;
+    }
+
+    #[test]
+    fn socketio_shaped_packets_decode_or_give_a_typed_error(
+        head in proptest::sample::select(SOCKETIO_HEADS), body in json_soup(), v in structured(),
+    ) {
+        let mut text = head.as_bytes().to_vec();
+        text.extend_from_slice(&body);
+        check_socketio_all(&text)?;
+        // The event as an array of protocol-shaped arguments, and the msgpack parser's packet.
+        let args = serde_json::Value::Array(vec!["send_message".into(), v.clone()]);
+        check_socketio_all(format!("{head}{args}").as_bytes())?;
+        let packet = serde_json::json!({"type": 2, "nsp": "/", "data": args, "id": 1});
+        check_socketio_all(&rmp_serde::to_vec_named(&packet).unwrap())?;
     }
 
     #[test]
