@@ -258,6 +258,15 @@ pub fn connect_error(parser: Parser, nsp: &str, message: &str) -> Payload {
     }
 }
 
+/// The DISCONNECT of namespace `/`: socket.io-client then stays disconnected (reason
+/// `io server disconnect`) instead of reconnecting on its own.
+pub fn disconnect(parser: Parser) -> Payload {
+    match parser {
+        Parser::Json => Payload::Text(DISCONNECT.to_owned()),
+        Parser::MsgPack => Payload::Binary(msgpack_packet::<()>(1, None, None)),
+    }
+}
+
 /// A packet ready for a frame: text for the default parser, binary for MessagePack.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Payload {

@@ -165,3 +165,16 @@ test('a Socket.IO client and a native client in one room see each other', async 
     'native client sees the Socket.IO user leave',
   );
 });
+
+test('a client closed for good (4500 and up) is told to stay disconnected', async () => {
+  const s = sio(server, { ...ws, auth: { token: mintToken('garbler') } });
+  await connected(s);
+  const gone = within(
+    new Promise((resolve) => s.once('disconnect', (reason) => resolve(reason))),
+    'the disconnect',
+  );
+  // Malformed Socket.IO packets until the strikes run out: closed with 4500 (protocol violation).
+  for (let i = 0; i < 100 && s.connected; i++) s.io.engine.write('9garbage');
+  assert.equal(await gone, 'io server disconnect');
+  assert.equal(s.active, false, 'it does not reconnect on its own');
+});

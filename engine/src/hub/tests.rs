@@ -218,3 +218,52 @@ fn relayed_outbox_rows_are_delivered_once() {
     h.handle(&r, &env(8));
     assert_eq!(drain(&h, &a).len(), 2);
 }
+
+/// The bytes of the one payload waiting in `c`'s queue, and where they live.
+fn only_payload(h: &Hub, c: &Conn) -> (Vec<u8>, usize) {
+    let t = c.queue.take(usize::MAX, &h.stats);
+    assert_eq!(t.items.len(), 1);
+    match &t.items[0].payload {
+        crate::conn::queue::Payload::Text(t) => {
+            (t.as_bytes().to_vec(), t.as_bytes().as_ptr() as usize)
+        }
+        crate::conn::queue::Payload::Binary(b) => (b.to_vec(), b.as_ptr() as usize),
+    }
+}
+
+#[test]
+fn a_broadcast_is_encoded_once_per_wire_and_codec_and_shared_by_its_members() {
+    use crate::conn::Wire;
+    let h = hub();
+    let sio = |id| {
+        Arc::new(Conn::on_wire(
+            id,
+            format!("u{id}").into(),
+            Wire::SocketIo,
+            Codec::Json,
+            1 << 20,
+        ))
+    };
+    let (s1, s2, native) = (sio(1), sio(2), conn(3, Codec::Json));
+    let r = key("session:S1");
+    for c in [&s1, &s2, &native] {
+        h.join(&r, c);
+        h.activate(&r, c, None, 0);
+    }
+    h.deliver_chat(&r, &chat(7), "Ep0ch", 7);
+    let (b1, at1) = only_payload(&h, &s1);
+    let (b2, at2) = only_payload(&h, &s2);
+    let (bn, atn) = only_payload(&h, &native);
+    assert_eq!(at1, at2, "the Socket.IO members share one encoding");
+    assert_ne!(at1, atn);
+    let text = String::from_utf8(b1).unwrap();
+    assert!(text.starts_with(r#"42["MESSAGE_RECEIVED",{"#), "{text}");
+    assert!(text.ends_with(r#","Ep0ch:7:session:S1"]"#), "{text}");
+    assert_eq!(b2, text.as_bytes());
+    let native_events = Codec::Json.decode_events(&bn).unwrap();
+    assert_eq!(
+        native_events,
+        vec![chat(7)],
+        "the native member gets evd's own frame"
+    );
+}

@@ -219,3 +219,12 @@ fn chat_carries_its_position_as_the_last_argument() {
     let back: MsgPackPacket<Value> = rmp_serde::from_slice(&b).unwrap();
     assert_eq!(back.data.unwrap()[2], "Ep0ch:3:session:S1");
 }
+
+#[test]
+fn disconnect_in_both_parsers() {
+    assert_eq!(disconnect(Parser::Json), Payload::Text("41".into()));
+    let Payload::Binary(b) = disconnect(Parser::MsgPack) else {
+        panic!("binary")
+    };
+    assert_eq!(decode_msgpack(&b).unwrap(), Inbound::Disconnect);
+}

@@ -269,6 +269,10 @@ impl Shared {
     /// goes out on the socket and the link switches to it. False when the client did not finish
     /// the upgrade within `wait`; the session goes on polling then.
     pub async fn upgrade(&self, mut socket: WebSocket, wait: Duration) -> bool {
+        if self.out.lock().ws.is_some() || self.inbound.lock().is_none() {
+            // Upgraded already, or over: a second socket has nothing to take over.
+            return false;
+        }
         let probed = tokio::time::timeout(wait, async {
             match socket.next().await {
                 Some(Ok(Message::Text(t))) if t.as_str() == PROBE_PING => {
