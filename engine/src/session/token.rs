@@ -44,8 +44,10 @@ impl TokenClock {
         let exp = now + left;
         TokenClock {
             expires_at,
-            // A token that has less than the warning left is warned of at once.
-            warn_at: Some(exp.checked_sub(warning).map_or(now, |at| at.max(now))),
+            // A token with less than twice the warning left is warned of at half its remaining
+            // life: warned at once, a client that keeps getting such tokens would refresh in a
+            // loop.
+            warn_at: Some(exp - warning.min(left / 2)),
             close_at: exp + leeway,
         }
     }
@@ -103,13 +105,21 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_token_with_less_than_the_warning_left_is_warned_of_at_once() {
+    async fn a_token_with_less_than_twice_the_warning_left_is_warned_of_at_half_its_life() {
         let exp = in_secs(10);
         let mut clock = TokenClock::new(exp, WARNING, LEEWAY);
         let now = Instant::now();
-        assert_eq!(clock.due(), now);
-        assert_eq!(clock.fire(now), Some(TokenDue::Warn(exp_ms(exp))));
-        assert!(clock.due() - now <= Duration::from_secs(40));
+        let warn_at = clock.due();
+        // 9 to 10 s left, so the warning comes after 4.5 to 5 s.
+        assert!(
+            warn_at - now > Duration::from_millis(4_400) && warn_at - now <= Duration::from_secs(5),
+            "{:?}",
+            warn_at - now
+        );
+        assert_eq!(clock.fire(now), None);
+        assert_eq!(clock.fire(warn_at), Some(TokenDue::Warn(exp_ms(exp))));
+        let close_at = clock.due();
+        assert_eq!(close_at - warn_at, (warn_at - now) + LEEWAY);
     }
 
     #[tokio::test(start_paused = true)]

@@ -49,8 +49,8 @@ pub struct Settings {
     /// joins within this long. A refusal is trusted for one second only, so a fresh ticket
     /// works at once.
     pub ticket_cache_ms: u64,
-    /// A connection is sent `TOKEN_EXPIRING` this many seconds before its token's `exp`, so
-    /// its client can `refresh` in time. A minute covers a client's token round trip to its
+    /// A connection is sent `TOKEN_EXPIRING` this many seconds before its token's `exp` (at half
+    /// the token's remaining life when that is sooner), so its client can `refresh` in time. A minute covers a client's token round trip to its
     /// backend even on a slow phone network, yet is short beside the minutes a token lives.
     pub token_expiry_warning_secs: u64,
     /// Serve `wss://` directly when both paths are set.
