@@ -22,14 +22,29 @@ pub const HTTP_DURATION_BUCKETS: [f64; 12] = [
 
 /// Installs the process-wide Prometheus recorder, with histogram buckets for the HTTP metrics.
 /// A process that mounts [`crate::app`] next to other services installs its own recorder and
-/// should give it [`HTTP_DURATION_BUCKETS`] too.
+/// should give it [`HTTP_DURATION_BUCKETS`] too, and call [`describe`].
 pub fn install_prometheus() -> Result<PrometheusHandle, BuildError> {
-    PrometheusBuilder::new()
+    let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Full("evd_http_request_duration_seconds".into()),
             &HTTP_DURATION_BUCKETS,
         )?
-        .install_recorder()
+        .install_recorder()?;
+    describe();
+    Ok(handle)
+}
+
+/// Gives the HTTP metrics their help text (`# HELP`), on the installed recorder.
+pub fn describe() {
+    metrics::describe_counter!(
+        "evd_http_requests_total",
+        "REST requests answered, by route, method and status."
+    );
+    metrics::describe_histogram!(
+        "evd_http_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "REST request latency, by route and method."
+    );
 }
 
 /// Records the metrics of one request.

@@ -7,10 +7,17 @@
 //! commit (the chat archive: the message is delivered first, its ACK follows the commit) can
 //! linger a moment after the first write, so a steady trickle commits in groups rather than as
 //! one transaction per write.
+//!
+//! Each writer has a name (`votes`, `archive`, …) and reports, labelled `writer`, the size of
+//! every batch it commits ([`crate::metrics::GROUP_COMMIT_BATCH`]), how long each write waited
+//! from being queued to its commit's end ([`crate::metrics::GROUP_COMMIT_WAIT`]), and the writes
+//! refused because the queue stayed full ([`crate::metrics::GROUP_COMMIT_BUSY`]).
 
+use crate::metrics::{GROUP_COMMIT_BATCH, GROUP_COMMIT_BUSY, GROUP_COMMIT_WAIT};
 use crate::shutdown::Shutdown;
+use metrics::{Counter, counter, histogram};
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 /// Why a write got no outcome.
@@ -24,13 +31,15 @@ pub enum SubmitError {
     Stopped,
 }
 
-type Job<T, R> = (T, oneshot::Sender<R>);
+/// A write, where its outcome goes, and when it was queued.
+type Job<T, R> = (T, oneshot::Sender<R>, Instant);
 
 /// A handle to submit writes; cheap to clone.
 #[derive(Debug)]
 pub struct GroupCommit<T, R> {
     tx: mpsc::Sender<Job<T, R>>,
     wait: Duration,
+    busy: Counter,
 }
 
 impl<T, R> Clone for GroupCommit<T, R> {
@@ -38,16 +47,19 @@ impl<T, R> Clone for GroupCommit<T, R> {
         GroupCommit {
             tx: self.tx.clone(),
             wait: self.wait,
+            busy: self.busy.clone(),
         }
     }
 }
 
 impl<T: Send + 'static, R: Send + 'static> GroupCommit<T, R> {
-    /// Starts the committing task. `commit` gets a batch and returns one outcome per item, in
-    /// order. At most `queue` writes wait; a caller waits up to `wait` for room in the queue.
-    /// A batch that is not full waits `linger` for more writes before it commits.
+    /// Starts the committing task of the writer named `writer` (its metrics' label). `commit`
+    /// gets a batch and returns one outcome per item, in order. At most `queue` writes wait; a
+    /// caller waits up to `wait` for room in the queue. A batch that is not full waits `linger`
+    /// for more writes before it commits.
     pub fn spawn<F, Fut>(
         shutdown: &Shutdown,
+        writer: &'static str,
         queue: usize,
         max_batch: usize,
         wait: Duration,
@@ -59,6 +71,9 @@ impl<T: Send + 'static, R: Send + 'static> GroupCommit<T, R> {
         Fut: Future<Output = Vec<R>> + Send + 'static,
     {
         let (tx, mut rx) = mpsc::channel::<Job<T, R>>(queue.max(1));
+        let batch_size = histogram!(GROUP_COMMIT_BATCH, "writer" => writer);
+        let waited = histogram!(GROUP_COMMIT_WAIT, "writer" => writer);
+        let busy = counter!(GROUP_COMMIT_BUSY, "writer" => writer);
         let stopped = shutdown.stopped();
         shutdown.spawn(async move {
             tokio::pin!(stopped);
@@ -87,14 +102,22 @@ impl<T: Send + 'static, R: Send + 'static> GroupCommit<T, R> {
                         jobs.push(job);
                     }
                 }
-                let (items, replies): (Vec<T>, Vec<oneshot::Sender<R>>) = jobs.drain(..).unzip();
+                batch_size.record(jobs.len() as f64);
+                let mut items = Vec::with_capacity(jobs.len());
+                let mut replies = Vec::with_capacity(jobs.len());
+                for (item, reply, queued) in jobs.drain(..) {
+                    items.push(item);
+                    replies.push((reply, queued));
+                }
                 let outcomes = commit(items).await;
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                let done = Instant::now();
+                for ((reply, queued), outcome) in replies.into_iter().zip(outcomes) {
+                    waited.record(done.duration_since(queued).as_secs_f64());
                     let _ = reply.send(outcome);
                 }
             }
         });
-        GroupCommit { tx, wait }
+        GroupCommit { tx, wait, busy }
     }
 
     /// Submits one write and waits for its outcome.
@@ -110,8 +133,12 @@ impl<T: Send + 'static, R: Send + 'static> GroupCommit<T, R> {
         item: T,
     ) -> Result<impl Future<Output = Result<R, SubmitError>> + Send + 'static, SubmitError> {
         let (reply, outcome) = oneshot::channel();
-        match tokio::time::timeout(self.wait, self.tx.send((item, reply))).await {
-            Err(_) => return Err(SubmitError::Busy),
+        let job = (item, reply, Instant::now());
+        match tokio::time::timeout(self.wait, self.tx.send(job)).await {
+            Err(_) => {
+                self.busy.increment(1);
+                return Err(SubmitError::Busy);
+            }
             Ok(Err(_)) => return Err(SubmitError::Stopped),
             Ok(Ok(())) => {}
         }
@@ -132,6 +159,7 @@ mod tests {
         let b = Arc::clone(&batches);
         let gc = GroupCommit::spawn(
             &shutdown,
+            "test",
             1000,
             64,
             Duration::from_secs(5),
@@ -176,6 +204,7 @@ mod tests {
             let b = Arc::clone(&batches);
             let gc = GroupCommit::spawn(
                 &shutdown,
+                "test",
                 100,
                 64,
                 Duration::from_secs(5),
@@ -203,6 +232,7 @@ mod tests {
         let (gate_tx, gate_rx) = tokio::sync::watch::channel(false);
         let gc = GroupCommit::spawn(
             &shutdown,
+            "test",
             1,
             1,
             Duration::from_millis(50),

@@ -104,10 +104,10 @@ impl Live {
             store: &store,
             broker: &broker,
         };
-        let votes = writer.spawn(Duration::ZERO, commit_votes);
-        let questions = writer.spawn(Duration::ZERO, commit_questions);
-        let upvotes = writer.spawn(Duration::ZERO, commit_upvotes);
-        let archive = writer.spawn(ARCHIVE_LINGER, commit_archive);
+        let votes = writer.spawn("votes", Duration::ZERO, commit_votes);
+        let questions = writer.spawn("questions", Duration::ZERO, commit_questions);
+        let upvotes = writer.spawn("upvotes", Duration::ZERO, commit_upvotes);
+        let archive = writer.spawn("archive", ARCHIVE_LINGER, commit_archive);
         let cache = || {
             Cache::builder()
                 .max_capacity(LOOKUP_CACHE)
@@ -229,9 +229,14 @@ struct Writers<'a> {
 }
 
 impl Writers<'_> {
-    /// A group-commit writer whose `commit` writes one batch and answers each item; `linger`
-    /// is how long it gathers after a first item.
-    fn spawn<T, R, F, Fut>(&self, linger: Duration, commit: F) -> GroupCommit<T, R>
+    /// A group-commit writer named `name` whose `commit` writes one batch and answers each
+    /// item; `linger` is how long it gathers after a first item.
+    fn spawn<T, R, F, Fut>(
+        &self,
+        name: &'static str,
+        linger: Duration,
+        commit: F,
+    ) -> GroupCommit<T, R>
     where
         T: Send + 'static,
         R: Send + 'static,
@@ -241,6 +246,7 @@ impl Writers<'_> {
         let (store, broker) = (Arc::clone(self.store), Arc::clone(self.broker));
         GroupCommit::spawn(
             self.shutdown,
+            name,
             QUEUE,
             MAX_BATCH,
             SUBMIT_WAIT,

@@ -45,6 +45,14 @@ pub const FRAMES_OUT: &str = "evd_frames_out_total";
 pub const BYTES_OUT: &str = "evd_bytes_out_total";
 /// Broker operations that failed, by `op`.
 pub const BROKER_ERRORS: &str = "evd_broker_errors_total";
+/// The broker operations counted in [`BROKER_ERRORS`], pre-registered at zero.
+const BROKER_ERROR_OPS: [&str; 5] = [
+    "subscribe",
+    "unsubscribe",
+    "broadcast",
+    "publish",
+    "resubscribe",
+];
 
 /// 1 while the broker is up: its connections are open and every pub/sub connection answered its
 /// last liveness probe in time (always 1 in memory).
@@ -66,6 +74,38 @@ pub const BROKER_RECOVERIES: &str = "evd_broker_recoveries_total";
 pub const BROKER_CONTINUITY_LOST: &str = "evd_broker_continuity_lost_total";
 /// Rooms this node is subscribed to at the broker.
 pub const BROKER_SUBSCRIPTIONS: &str = "evd_broker_subscriptions";
+/// Why rooms are re-subscribed; pre-registered so a dashboard has the series before the first.
+const RESUBSCRIBE_REASONS: [&str; 4] = ["reconnect", "probe", "slot_moved", "lagged"];
+
+/// `limits.max_connections` of this node, so "connections near the limit" is one division.
+pub const CONNECTIONS_MAX: &str = "evd_connections_max";
+/// 1 while `/readyz` would answer 200 (not draining, broker connected, store answering),
+/// refreshed every few seconds by the node's readiness task.
+pub const READY: &str = "evd_ready";
+/// The process's resident set (`VmRSS` of `/proc/self/status`; absent where there is no
+/// `/proc`), for memory per connection.
+pub const RESIDENT_MEMORY: &str = "evd_process_resident_memory_bytes";
+
+/// Outbox rows relayed to their rooms.
+pub const OUTBOX_RELAYED: &str = "evd_outbox_relayed_total";
+/// Outbox relay failures, by `stage` (`claim`, `decode`, `publish`, `mark`).
+pub const OUTBOX_RELAY_ERRORS: &str = "evd_outbox_relay_errors_total";
+/// The relay's failure stages, pre-registered at zero.
+pub const OUTBOX_RELAY_STAGES: [&str; 4] = ["claim", "decode", "publish", "mark"];
+/// From an outbox row being written to the relay publishing it.
+pub const OUTBOX_RELAY_LAG: &str = "evd_outbox_relay_lag_seconds";
+/// Outbox rows not yet sent, of every org (the same figure on every node: the outbox is shared).
+pub const OUTBOX_PENDING: &str = "evd_outbox_pending";
+/// Age of the oldest unsent outbox row, 0 when none waits.
+pub const OUTBOX_OLDEST_PENDING_AGE: &str = "evd_outbox_oldest_pending_age_seconds";
+
+/// Writes per committed group-commit batch, by `writer` (`votes`, `questions`, `upvotes`,
+/// `archive`).
+pub const GROUP_COMMIT_BATCH: &str = "evd_group_commit_batch_size";
+/// From a write being queued to its batch's commit ending, by `writer`.
+pub const GROUP_COMMIT_WAIT: &str = "evd_group_commit_wait_seconds";
+/// Writes refused (`rate_limited`) because the writer's queue stayed full, by `writer`.
+pub const GROUP_COMMIT_BUSY: &str = "evd_group_commit_busy_total";
 
 /// Events whose counters are pre-registered.
 const EVENT_NAMES: [&str; 16] = [
@@ -92,6 +132,9 @@ const LATENCY_BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
 
+/// Buckets of [`GROUP_COMMIT_BATCH`]: powers of two up to the writers' largest batch (512).
+const BATCH_BUCKETS: [f64; 10] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the global recorder (once per process) and returns the handle `/metrics` renders.
@@ -104,6 +147,8 @@ pub fn install() -> PrometheusHandle {
                     &evd_api::telemetry::HTTP_DURATION_BUCKETS,
                 )
                 .expect("static buckets are valid")
+                .set_buckets_for_metric(Matcher::Full(GROUP_COMMIT_BATCH.into()), &BATCH_BUCKETS)
+                .expect("static buckets are valid")
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &LATENCY_BUCKETS)
                 .expect("static buckets are valid")
                 .build_recorder();
@@ -112,6 +157,7 @@ pub fn install() -> PrometheusHandle {
                 tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
             }
             describe();
+            evd_api::telemetry::describe();
             handle
         })
         .clone()
@@ -171,6 +217,39 @@ fn describe() {
         "Rooms whose members were asked to reconnect and recover."
     );
     describe_gauge!(BROKER_SUBSCRIPTIONS, "Rooms subscribed at the broker.");
+    describe_gauge!(CONNECTIONS_MAX, "limits.max_connections of this node.");
+    describe_gauge!(READY, "1 while the node is ready (what /readyz answers).");
+    describe_gauge!(
+        RESIDENT_MEMORY,
+        metrics::Unit::Bytes,
+        "Resident memory of the process."
+    );
+    describe_counter!(OUTBOX_RELAYED, "Outbox rows relayed to their rooms.");
+    describe_counter!(OUTBOX_RELAY_ERRORS, "Outbox relay failures, by stage.");
+    describe_histogram!(
+        OUTBOX_RELAY_LAG,
+        metrics::Unit::Seconds,
+        "From an outbox row being written to the relay publishing it."
+    );
+    describe_gauge!(OUTBOX_PENDING, "Outbox rows not yet sent, of every org.");
+    describe_gauge!(
+        OUTBOX_OLDEST_PENDING_AGE,
+        metrics::Unit::Seconds,
+        "Age of the oldest unsent outbox row (0 when none waits)."
+    );
+    describe_histogram!(
+        GROUP_COMMIT_BATCH,
+        "Writes per group-commit batch, by writer."
+    );
+    describe_histogram!(
+        GROUP_COMMIT_WAIT,
+        metrics::Unit::Seconds,
+        "From a write being queued to its batch's commit ending, by writer."
+    );
+    describe_counter!(
+        GROUP_COMMIT_BUSY,
+        "Writes refused because the writer's queue stayed full, by writer."
+    );
 }
 
 /// Handles of the Redis broker.
@@ -197,6 +276,9 @@ pub struct BrokerMetrics {
 impl BrokerMetrics {
     /// Registers the handles.
     pub fn new() -> BrokerMetrics {
+        for reason in RESUBSCRIBE_REASONS {
+            counter!(BROKER_RESUBSCRIBES, "reason" => reason).increment(0);
+        }
         BrokerMetrics {
             connected: gauge!(BROKER_CONNECTED),
             publish_errors: counter!(BROKER_PUBLISH_ERRORS),
@@ -254,6 +336,9 @@ pub struct Metrics {
 impl Metrics {
     /// Registers the handles; call after [`install`].
     pub fn new() -> Metrics {
+        for op in BROKER_ERROR_OPS {
+            counter!(BROKER_ERRORS, "op" => op).increment(0);
+        }
         Metrics {
             rooms: gauge!(ROOMS),
             joins: counter!(ROOM_JOINS),

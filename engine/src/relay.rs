@@ -9,14 +9,22 @@
 //! It wakes on the store's in-process notification (the API in the same process), on
 //! PostgreSQL `NOTIFY evd_outbox` (an API in another process), and otherwise every
 //! [`POLL_EVERY`] as a backstop.
+//!
+//! Its metrics: rows relayed, failures by stage, the lag from a row's write to its publish,
+//! and, every [`BACKLOG_EVERY`], the rows still unsent and the age of the oldest
+//! ([`crate::metrics`], `evd_outbox_*`).
 
 use crate::broker::Broker;
+use crate::metrics::{
+    OUTBOX_OLDEST_PENDING_AGE, OUTBOX_PENDING, OUTBOX_RELAY_ERRORS as RELAY_ERRORS,
+    OUTBOX_RELAY_LAG, OUTBOX_RELAY_STAGES, OUTBOX_RELAYED as RELAYED,
+};
 use crate::room_key::RoomKey;
 use crate::shutdown::Shutdown;
 use evd_api::store::Store;
 use evd_protocol::RoomName;
 use evd_protocol::bus::Body;
-use metrics::counter;
+use metrics::{counter, gauge, histogram};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,11 +40,9 @@ const KEEP_SENT: Duration = Duration::from_secs(24 * 3600);
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// The PostgreSQL channel the store notifies on insert.
 const CHANNEL: &str = "evd_outbox";
-
-/// Relayed rows.
-pub const RELAYED: &str = "evd_outbox_relayed_total";
-/// Relay failures, by `stage` (claim, publish, mark, decode).
-pub const RELAY_ERRORS: &str = "evd_outbox_relay_errors_total";
+/// How often the backlog gauges are refreshed: one indexed count of the unsent rows each time,
+/// often enough for an alert that waits minutes.
+const BACKLOG_EVERY: Duration = Duration::from_secs(5);
 
 /// Starts the relay on `shutdown`. `postgres` is the store's pool when it runs on PostgreSQL,
 /// for `LISTEN`.
@@ -55,11 +61,21 @@ pub fn spawn(
             None => None,
         };
         let mut last_prune = tokio::time::Instant::now();
+        let mut last_backlog: Option<tokio::time::Instant> = None;
+        for stage in OUTBOX_RELAY_STAGES {
+            counter!(RELAY_ERRORS, "stage" => stage).increment(0);
+        }
+        counter!(RELAYED).increment(0);
+        let _registered = histogram!(OUTBOX_RELAY_LAG);
         loop {
             let more = relay_once(&*store, &*broker).await;
             if last_prune.elapsed() >= PRUNE_EVERY {
                 last_prune = tokio::time::Instant::now();
                 prune(&*store).await;
+            }
+            if last_backlog.is_none_or(|t| t.elapsed() >= BACKLOG_EVERY) {
+                last_backlog = Some(tokio::time::Instant::now());
+                backlog(&*store).await;
             }
             if more {
                 continue;
@@ -138,7 +154,13 @@ async fn relay_once(store: &dyn Store, broker: &dyn Broker) -> bool {
             )
             .await
         {
-            Ok(()) => sent.push(row.id),
+            Ok(()) => {
+                let lag_ms = crate::clock::unix_ms()
+                    .saturating_sub(row.created_at)
+                    .max(0);
+                histogram!(OUTBOX_RELAY_LAG).record(lag_ms as f64 / 1000.0);
+                sent.push(row.id);
+            }
             Err(e) => {
                 counter!(RELAY_ERRORS, "stage" => "publish").increment(1);
                 tracing::warn!(error = %e, id = row.id, "outbox publish failed; it will be retried after its lease");
@@ -156,6 +178,21 @@ async fn relay_once(store: &dyn Store, broker: &dyn Broker) -> bool {
         }
     }
     full && !publish_failed
+}
+
+/// Refreshes the backlog gauges; on a failed read they keep their last values (the claim's
+/// own failures are counted).
+async fn backlog(store: &dyn Store) {
+    match store.outbox_backlog().await {
+        Ok(b) => {
+            gauge!(OUTBOX_PENDING).set(b.rows as f64);
+            let age_ms = b
+                .oldest_created_at
+                .map_or(0, |at| crate::clock::unix_ms().saturating_sub(at).max(0));
+            gauge!(OUTBOX_OLDEST_PENDING_AGE).set(age_ms as f64 / 1000.0);
+        }
+        Err(e) => tracing::warn!(error = %e, "outbox backlog read failed"),
+    }
 }
 
 async fn prune(store: &dyn Store) {

@@ -158,6 +158,11 @@ pub async fn with_broker(
     Ok(builder.broker(factory).presence(presence))
 }
 
+/// After the drain and the listener's close, how long the process waits for its tasks (relay,
+/// writers committing what was queued) before it exits anyway. A process supervisor's grace
+/// period must cover `drain.grace_ms + drain.close_timeout_ms` plus this.
+pub const TASKS_EXIT_WAIT: Duration = Duration::from_secs(5);
+
 /// Serves `node` on `listener` until `signal`, then drains: `/readyz` fails, clients get
 /// `RECONNECT` and 4001 spread over the grace period, and whatever is left is closed.
 pub async fn serve(
@@ -260,7 +265,7 @@ pub async fn serve_with(
     })?;
     shutdown.stop();
     let _ = coordinator.await;
-    if !shutdown.wait_tasks(Duration::from_secs(5)).await {
+    if !shutdown.wait_tasks(TASKS_EXIT_WAIT).await {
         tracing::warn!(
             tasks = shutdown.tasks_running(),
             "tasks still running at exit"
@@ -373,23 +378,12 @@ async fn echo_ws(
         .on_upgrade(move |socket| tracked.track(echo::run(Arc::clone(&node), socket, permit)))
 }
 
-/// How long `/readyz` waits for the store to answer.
-const READY_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// 200 when the node takes connections and can serve them: not draining, the broker connected,
-/// the store (if any) answering. Otherwise 503 and the reason.
+/// 200 when the node takes connections and can serve them (see [`Node::readiness`]);
+/// otherwise 503 and the reason.
 async fn readyz(State(node): State<Arc<Node>>) -> Response {
-    if node.shutdown.is_draining() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "draining").into_response();
-    }
-    match tokio::time::timeout(READY_TIMEOUT, node.check_ready()).await {
-        Ok(Ok(())) => (StatusCode::OK, "ready").into_response(),
-        Ok(Err(why)) => (StatusCode::SERVICE_UNAVAILABLE, why).into_response(),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("store: no answer in {READY_TIMEOUT:?}"),
-        )
-            .into_response(),
+    match node.readiness().await {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why).into_response(),
     }
 }
 

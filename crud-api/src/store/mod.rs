@@ -35,7 +35,7 @@ pub use idempotency::{
     KEY_TTL_MS as IDEMPOTENCY_KEY_TTL_MS, MAX_KEY_LEN as MAX_IDEMPOTENCY_KEY_LEN,
 };
 pub use orgs::{NewOrg, OrgStore};
-pub use outbox::{OutboxRecord, OutboxStore};
+pub use outbox::{OutboxBacklog, OutboxRecord, OutboxStore};
 pub use polls::{MAX_POLL_OPTIONS, MAX_POLLS_PER_SESSION, NewPoll, PollStore, Vote, VoteOutcome};
 pub use questions::{MAX_QUESTIONS_PER_PAGE, NewQuestion, QuestionStore, Upvote, UpvoteOutcome};
 pub use seats::POSITION_NOTICES;

@@ -8,7 +8,7 @@
 //! [`OutboxStore::outbox_wakeup`] is notified after each commit that wrote rows.
 
 use super::sql::{Tx, args};
-use super::{Result, SqlStore};
+use super::{Db, Result, SqlStore};
 use crate::clock::Millis;
 use async_trait::async_trait;
 use evd_protocol::Event;
@@ -42,6 +42,15 @@ impl OutboxRecord {
     }
 }
 
+/// The unsent part of the outbox, for the relay's backlog gauges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxBacklog {
+    /// Rows not yet sent.
+    pub rows: i64,
+    /// When the oldest of them was written, unix ms; `None` when none waits.
+    pub oldest_created_at: Option<Millis>,
+}
+
 /// What the engine's relay needs.
 #[async_trait]
 pub trait OutboxStore {
@@ -54,6 +63,8 @@ pub trait OutboxStore {
     async fn list_outbox(&self, after: i64, limit: i64) -> Result<Vec<OutboxRecord>>;
     /// Deletes up to `limit` rows sent before `sent_before` (unix ms); returns how many.
     async fn prune_outbox(&self, sent_before: Millis, limit: i64) -> Result<u64>;
+    /// Counts the unsent rows of every org and finds the oldest.
+    async fn outbox_backlog(&self) -> Result<OutboxBacklog>;
     /// Notified after every commit in this process that wrote outbox rows.
     fn outbox_wakeup(&self) -> Arc<Notify>;
 }
@@ -77,6 +88,18 @@ pub(crate) async fn push(
 }
 
 const RELAY: &str = "app.outbox_relay";
+
+impl SqlStore {
+    /// A read-only transaction (SQLite: on the reader pool) that may see every org's rows.
+    async fn begin_relay_read(&self) -> Result<Tx> {
+        let mut tx = match &self.db {
+            Db::Sqlite { read, .. } => Tx::Sqlite(read.begin().await?),
+            Db::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+        };
+        tx.set_local(RELAY, "on").await?;
+        Ok(tx)
+    }
+}
 
 #[async_trait]
 impl OutboxStore for SqlStore {
@@ -148,6 +171,26 @@ impl OutboxStore for SqlStore {
             .await?;
         tx.commit().await?;
         Ok(rows)
+    }
+
+    #[instrument(skip_all)]
+    async fn outbox_backlog(&self) -> Result<OutboxBacklog> {
+        // Both read the partial index on unsent rows; ids grow with `created_at`.
+        let mut tx = self.begin_relay_read().await?;
+        let (rows,): (i64,) = tx
+            .fetch_one("select count(*) from outbox where sent_at is null", vec![])
+            .await?;
+        let oldest: Option<(Millis,)> = tx
+            .fetch_optional(
+                "select created_at from outbox where sent_at is null order by id limit 1",
+                vec![],
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(OutboxBacklog {
+            rows,
+            oldest_created_at: oldest.map(|(at,)| at),
+        })
     }
 
     fn outbox_wakeup(&self) -> Arc<Notify> {

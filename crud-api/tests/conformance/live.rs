@@ -433,11 +433,17 @@ async fn the_outbox_is_claimed_in_order_and_marked_sent(app: TestApp) {
     );
     let all: Vec<i64> = first.iter().chain(&second).map(|r| r.id).collect();
     assert!(app.store.claim_outbox(10, lease).await.unwrap().is_empty());
+    // Claimed rows are still unsent: the backlog counts them.
+    let backlog = app.store.outbox_backlog().await.unwrap();
+    assert_eq!(backlog.rows, all.len() as i64);
+    assert_eq!(backlog.oldest_created_at, Some(first[0].created_at));
     // An unmarked row comes back after its lease.
     app.store
         .mark_outbox_sent(&all[..all.len() - 1])
         .await
         .unwrap();
+    let backlog = app.store.outbox_backlog().await.unwrap();
+    assert_eq!(backlog.rows, 1, "only the unmarked row is pending");
     app.clock.advance(30_001);
     let again = app.store.claim_outbox(10, lease).await.unwrap();
     assert_eq!(
@@ -455,4 +461,7 @@ async fn the_outbox_is_claimed_in_order_and_marked_sent(app: TestApp) {
         left.iter().map(|r| r.id).collect::<Vec<_>>(),
         [all[all.len() - 1]]
     );
+    app.store.mark_outbox_sent(&[again[0].id]).await.unwrap();
+    let backlog = app.store.outbox_backlog().await.unwrap();
+    assert_eq!((backlog.rows, backlog.oldest_created_at), (0, None));
 }

@@ -95,6 +95,7 @@ impl NodeBuilder {
         let verifier = settings.api.jwt.verifier()?;
         let prometheus = metrics::install();
         let metrics = Metrics::new();
+        ::metrics::gauge!(metrics::CONNECTIONS_MAX).set(settings.limits.max_connections as f64);
         let id: Arc<str> = settings
             .node_id
             .clone()
@@ -164,6 +165,7 @@ impl NodeBuilder {
             shutdown.spawn(tasks::presence_heartbeat(Arc::clone(&node), every));
         }
         shutdown.spawn(tasks::upkeep(Arc::clone(&node)));
+        shutdown.spawn(tasks::readiness(Arc::clone(&node)));
         Ok(node)
     }
 }

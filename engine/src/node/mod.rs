@@ -88,7 +88,25 @@ pub enum RoomError {
     Broker(#[from] BrokerError),
 }
 
+/// How long a readiness check waits for the store to answer.
+pub const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl Node {
+    /// What `/readyz` answers and [`crate::metrics::READY`] shows: not draining, then
+    /// [`Node::check_ready`] within [`READY_TIMEOUT`]. The error says why not.
+    pub async fn readiness(&self) -> Result<(), String> {
+        let ready = if self.shutdown.is_draining() {
+            Err("draining".to_owned())
+        } else {
+            match tokio::time::timeout(READY_TIMEOUT, self.check_ready()).await {
+                Ok(r) => r,
+                Err(_) => Err(format!("store: no answer in {READY_TIMEOUT:?}")),
+            }
+        };
+        ::metrics::gauge!(crate::metrics::READY).set(if ready.is_ok() { 1.0 } else { 0.0 });
+        ready
+    }
+
     /// Whether this node can serve: its broker connected and its store (if any) answering.
     /// The error says which is not.
     pub async fn check_ready(&self) -> Result<(), String> {

@@ -1,5 +1,6 @@
 //! The node's periodic tasks: the tick that sends coalesced room changes, the presence
-//! heartbeat, and upkeep (gauges, the metrics recorder, the per-IP limiter).
+//! heartbeat, upkeep (gauges, the metrics recorder, the per-IP limiter), and the readiness
+//! gauge.
 
 use super::Node;
 use evd_protocol::event::PresenceMember;
@@ -11,6 +12,10 @@ const UPKEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// Upkeep rounds between two trims of the per-IP limiter (a minute at one round a second).
 const LIMITER_TRIM_EVERY: u64 = 60;
+
+/// How often the readiness gauge is refreshed: each check is one store round trip, and an
+/// alert on it waits minutes.
+const READINESS_EVERY: Duration = Duration::from_secs(5);
 
 /// Sends each room's coalesced changes once per tick (see [`crate::hub::TickWork`]).
 pub(super) async fn ticks(node: Arc<Node>) {
@@ -83,6 +88,9 @@ pub(super) async fn upkeep(node: Arc<Node>) {
         node.metrics
             .queue_bytes
             .set(node.stats.queued_bytes() as f64);
+        if let Some(rss) = resident_memory_bytes() {
+            ::metrics::gauge!(crate::metrics::RESIDENT_MEMORY).set(rss as f64);
+        }
         node.prometheus.run_upkeep();
         if n.is_multiple_of(LIMITER_TRIM_EVERY)
             && let Some(l) = &node.ip_limiter
@@ -90,5 +98,50 @@ pub(super) async fn upkeep(node: Arc<Node>) {
             l.retain_recent();
             l.shrink_to_fit();
         }
+    }
+}
+
+/// Keeps [`crate::metrics::READY`] current while nobody probes `/readyz`.
+pub(super) async fn readiness(node: Arc<Node>) {
+    let stopped = node.shutdown.stopped();
+    tokio::pin!(stopped);
+    let mut tick = tokio::time::interval(READINESS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut stopped => return,
+            _ = tick.tick() => {}
+        }
+        let _ = node.readiness().await;
+    }
+}
+
+/// The process's resident set from `/proc/self/status` (`VmRSS`, in kB); `None` without `/proc`.
+fn resident_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    parse_vm_rss(&status)
+}
+
+fn parse_vm_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line
+        .trim_start_matches("VmRSS:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vm_rss_is_read_in_bytes() {
+        let status = "Name:\tevd\nVmPeak:\t  20000 kB\nVmRSS:\t   16800 kB\nThreads:\t3\n";
+        assert_eq!(parse_vm_rss(status), Some(16800 * 1024));
+        assert_eq!(parse_vm_rss("Name:\tevd\n"), None);
     }
 }
