@@ -68,7 +68,7 @@ pub const BROKER_CONTINUITY_LOST: &str = "evd_broker_continuity_lost_total";
 pub const BROKER_SUBSCRIPTIONS: &str = "evd_broker_subscriptions";
 
 /// Events whose counters are pre-registered.
-const EVENT_NAMES: [&str; 16] = [
+const EVENT_NAMES: [&str; 18] = [
     "HELLO",
     "ROOM_JOINED",
     "ROOM_LEFT",
@@ -85,6 +85,8 @@ const EVENT_NAMES: [&str; 16] = [
     "WAITLIST_UPDATE",
     "ERROR",
     "RECONNECT",
+    "TOKEN_REFRESHED",
+    "TOKEN_EXPIRING",
 ];
 
 /// Latency buckets (seconds) for every `*_seconds` histogram: fine below the 100 ms target.
