@@ -108,7 +108,7 @@ pub const GROUP_COMMIT_WAIT: &str = "evd_group_commit_wait_seconds";
 pub const GROUP_COMMIT_BUSY: &str = "evd_group_commit_busy_total";
 
 /// Events whose counters are pre-registered.
-const EVENT_NAMES: [&str; 16] = [
+const EVENT_NAMES: [&str; 18] = [
     "HELLO",
     "ROOM_JOINED",
     "ROOM_LEFT",
@@ -125,6 +125,8 @@ const EVENT_NAMES: [&str; 16] = [
     "WAITLIST_UPDATE",
     "ERROR",
     "RECONNECT",
+    "TOKEN_REFRESHED",
+    "TOKEN_EXPIRING",
 ];
 
 /// Latency buckets (seconds) for every `*_seconds` histogram: fine below the 100 ms target.

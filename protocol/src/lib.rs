@@ -19,6 +19,9 @@
 //! - **Ordering.** Each room has an `epoch` (changes when history is lost) and an `offset` per chat
 //!   message, strictly increasing from 1. `join_room` with `recover:{epoch, offset}` replays
 //!   exactly the missed messages or answers `recovered:false`.
+//! - **Token lifetime.** `TOKEN_EXPIRING` comes before the token's `exp`; `refresh` hands a live
+//!   connection a new token of the same user and org ([`op::Refresh`]); a token left to expire
+//!   closes the connection with 4501.
 //! - **Errors** ([`error::ErrorCode`]) never close the connection by themselves; repeated abuse
 //!   does. **Close codes** ([`close::CloseCode`]) below 4500 mean "reconnect with backoff",
 //!   from 4500 up "do not reconnect until something changes".
