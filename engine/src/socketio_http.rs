@@ -46,10 +46,8 @@ struct SioState {
 pub fn router(node: Arc<Node>) -> Router {
     // A page of a listed origin may poll from its own origin, as it may read `/ws` refusals.
     let cors = evd_api::cors::layer(&node.settings.api.cors);
-    let state = SioState {
-        node,
-        polls: Arc::new(polling::Registry::default()),
-    };
+    let polls = Arc::new(polling::Registry::new(node.shutdown.clone()));
+    let state = SioState { node, polls };
     Router::new()
         .route(PATH, any(socketio))
         .route(PATH_BARE, any(socketio))

@@ -9,6 +9,7 @@
 //! connection is closed with 4008 as on a WebSocket), and a `POST` waits for room in a small
 //! channel before it is answered.
 
+use crate::shutdown::Shutdown;
 use axum::extract::ws::{Message, WebSocket};
 use base64::Engine as _;
 use futures_util::stream::{SplitSink, SplitStream};
@@ -81,6 +82,8 @@ impl PollError {
 #[derive(Debug, Default)]
 pub struct Registry {
     sessions: Mutex<HashMap<String, Arc<Shared>>>,
+    /// Runs the short wait before an ended session is forgotten; it ends with the node.
+    shutdown: Shutdown,
 }
 
 /// One polling session, shared by its link and its requests.
@@ -127,6 +130,14 @@ fn message_len(m: &Message) -> usize {
 }
 
 impl Registry {
+    /// An empty registry whose lingering sessions end with `shutdown`.
+    pub fn new(shutdown: Shutdown) -> Registry {
+        Registry {
+            sessions: Mutex::default(),
+            shutdown,
+        }
+    }
+
     /// A new session `sid`: its link, to run as a connection.
     pub fn open(self: &Arc<Self>, sid: &str, limit: usize) -> (PollSink, PollStream) {
         let (tx, rx) = mpsc::channel(INBOUND_PACKETS);
@@ -477,16 +488,18 @@ impl Drop for PollStream {
         let registry = Arc::clone(&self.registry);
         let sid = self.shared.sid.clone();
         let waiting = !self.shared.out.lock().buf.is_empty();
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) if waiting => {
-                rt.spawn(async move {
-                    tokio::time::sleep(LINGER).await;
-                    registry.sessions.lock().remove(&sid);
-                });
-            }
-            _ => {
+        if waiting && tokio::runtime::Handle::try_current().is_ok() {
+            let stop = registry.shutdown.stopped();
+            let shutdown = registry.shutdown.clone();
+            shutdown.spawn(async move {
+                tokio::select! {
+                    () = tokio::time::sleep(LINGER) => {}
+                    () = stop => {}
+                }
                 registry.sessions.lock().remove(&sid);
-            }
+            });
+        } else {
+            registry.sessions.lock().remove(&sid);
         }
     }
 }
