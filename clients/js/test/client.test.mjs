@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Client, EvdError, MAX_QUEUED_OPS } from '../dist/index.js';
 import { FakeSocketFactory, closeFromServer, hello, push, sentOps } from './support/fake-socket.mjs';
-import { nextEvent, waitFor } from './support/wait.mjs';
+import { nextEvent, waitFor } from '../../test-support/wait.mjs';
 
 const FAST = { initialDelayMs: 10, maxDelayMs: 20 };
 const noFetch = async () => {

@@ -7,9 +7,9 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { closeClients, makeClient, recordMessages, strictlyIncreasing } from './support/clients.mjs';
 import { TcpProxy } from './support/proxy.mjs';
-import { EvdServer } from './support/server.mjs';
-import { mintToken } from './support/tokens.mjs';
-import { nextEvent, waitFor } from './support/wait.mjs';
+import { EvdServer } from '../../test-support/server.mjs';
+import { mintToken } from '../../test-support/tokens.mjs';
+import { nextEvent, waitFor } from '../../test-support/wait.mjs';
 
 let server;
 let proxy;

@@ -6,9 +6,9 @@ import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 import { closeClients, makeClient, recordMessages, strictlyIncreasing } from './support/clients.mjs';
 import { TcpProxy } from './support/proxy.mjs';
-import { EvdServer } from './support/server.mjs';
-import { mintToken } from './support/tokens.mjs';
-import { nextEvent, waitFor } from './support/wait.mjs';
+import { EvdServer } from '../../test-support/server.mjs';
+import { mintToken } from '../../test-support/tokens.mjs';
+import { nextEvent, waitFor } from '../../test-support/wait.mjs';
 
 /** Heartbeat the server announces, short so a silent connection is noticed quickly. */
 const HEARTBEAT_MS = 1000;

@@ -7,9 +7,9 @@ import assert from 'node:assert/strict';
 import { Client, REFRESH_RETRY_MS, tokenExpiresAt } from '../dist/index.js';
 import { closeClients, makeClient } from './support/clients.mjs';
 import { FakeSocketFactory, hello, push, sentOps } from './support/fake-socket.mjs';
-import { EvdServer } from './support/server.mjs';
-import { mintToken } from './support/tokens.mjs';
-import { nextEvent, waitFor } from './support/wait.mjs';
+import { EvdServer } from '../../test-support/server.mjs';
+import { mintToken } from '../../test-support/tokens.mjs';
+import { nextEvent, waitFor } from '../../test-support/wait.mjs';
 
 /** A JWT-shaped token (unsigned: the scripted server does not check) expiring in `secs`. */
 function fakeToken(secs, tag = '') {

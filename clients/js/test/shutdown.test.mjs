@@ -4,9 +4,9 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { closeClients, makeClient, recordMessages } from './support/clients.mjs';
-import { EvdServer } from './support/server.mjs';
-import { mintToken } from './support/tokens.mjs';
-import { nextEvent, waitFor } from './support/wait.mjs';
+import { EvdServer } from '../../test-support/server.mjs';
+import { mintToken } from '../../test-support/tokens.mjs';
+import { nextEvent, waitFor } from '../../test-support/wait.mjs';
 
 let server;
 before(async () => {

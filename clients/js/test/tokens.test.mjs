@@ -7,9 +7,9 @@ import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 import { TOKEN_RETRY_MIN_DELAY_MS, isTokenExpired } from '../dist/index.js';
 import { closeClients, makeClient } from './support/clients.mjs';
-import { EvdServer } from './support/server.mjs';
-import { forgedToken, mintToken } from './support/tokens.mjs';
-import { nextEvent, waitFor } from './support/wait.mjs';
+import { EvdServer } from '../../test-support/server.mjs';
+import { forgedToken, mintToken } from '../../test-support/tokens.mjs';
+import { nextEvent, waitFor } from '../../test-support/wait.mjs';
 
 /** Timers fire no earlier than asked, but allow clock rounding. */
 const TIMER_SLACK_MS = 5;
@@ -135,7 +135,7 @@ test('a fixed expired token is known expired without asking the server', async (
 });
 
 test('a network failure is not a token problem: the server check says so and the client keeps retrying', async () => {
-  const { freePort } = await import('./support/ports.mjs');
+  const { freePort } = await import('../../test-support/ports.mjs');
   const port = await freePort(); // nothing listens there
   let getTokenCalls = 0;
   const c = makeClient({ url: `ws://127.0.0.1:${port}/ws`, getToken: async () => (getTokenCalls++, mintToken('net')) });

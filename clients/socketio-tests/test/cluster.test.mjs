@@ -5,9 +5,9 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { call, closeAll, connected, record, sio } from './support/clients.mjs';
-import { EvdServer } from './support/server.mjs';
-import { mintToken } from './support/tokens.mjs';
-import { waitFor } from './support/wait.mjs';
+import { EvdServer } from '../../test-support/server.mjs';
+import { mintToken } from '../../test-support/tokens.mjs';
+import { waitFor } from '../../test-support/wait.mjs';
 
 const broker = process.env.EVD_TEST_REDIS_CLUSTER;
 const required = process.env.EVD_REQUIRE_SERVICES === '1';

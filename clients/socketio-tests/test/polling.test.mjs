@@ -3,9 +3,9 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { call, closeAll, connected, record, sio } from './support/clients.mjs';
-import { EvdServer } from './support/server.mjs';
-import { mintToken } from './support/tokens.mjs';
-import { waitFor, within } from './support/wait.mjs';
+import { EvdServer } from '../../test-support/server.mjs';
+import { mintToken } from '../../test-support/tokens.mjs';
+import { waitFor, within } from '../../test-support/wait.mjs';
 
 let server;
 before(async () => {

@@ -5,9 +5,9 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { call, closeAll, connected, native, record, sio } from './support/clients.mjs';
 import { newPoll, newSession } from './support/api.mjs';
-import { EvdServer } from './support/server.mjs';
-import { forgedToken, mintToken } from './support/tokens.mjs';
-import { waitFor, within } from './support/wait.mjs';
+import { EvdServer } from '../../test-support/server.mjs';
+import { forgedToken, mintToken } from '../../test-support/tokens.mjs';
+import { waitFor, within } from '../../test-support/wait.mjs';
 
 const ws = { transports: ['websocket'] };
 

@@ -3,11 +3,12 @@
 // (poll a condition until it holds or a bounded timeout fails the test with what was seen).
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { evdBin } from '../../../test-support/evd-bin.mjs';
+import { freePort } from '../../../test-support/ports.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** The repository root. */
@@ -17,31 +18,7 @@ export const SHOTS = join(ROOT, 'target', 'browser-screenshots');
 /** Longest wait for anything the page should show. */
 export const TIMEOUT_MS = Number(process.env.EVD_BROWSER_TIMEOUT_MS) || 20_000;
 
-/** The evd binary under test, from EVD_BIN. */
-export function evdBin() {
-  const bin = process.env.EVD_BIN;
-  if (!bin) {
-    throw new Error(
-      'EVD_BIN is not set: the browser tests need an evd binary, e.g.\n' +
-        '  cargo build -p evd-engine --bin evd && EVD_BIN=$PWD/target/debug/evd npm run test:browser\n' +
-        '(cargo test -p evd-engine --test page_browser sets it by itself)',
-    );
-  }
-  return bin;
-}
-
-/** A TCP port nothing listens on right now. */
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
+export { evdBin, freePort };
 
 const running = new Set();
 process.on('exit', () => {

@@ -1,6 +1,6 @@
 // The REST API of the same `evd serve`: an org, an event and a session to hold polls and
 // questions, and a poll, as an organizer would create them.
-import { mintToken } from './tokens.mjs';
+import { mintToken } from '../../../test-support/tokens.mjs';
 
 async function post(server, token, path, body) {
   const res = await fetch(`${server.httpUrl}/api/v1${path}`, {

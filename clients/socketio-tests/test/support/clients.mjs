@@ -2,7 +2,7 @@
 // native-protocol client on `ws`. Every client made here is closed by closeAll().
 import { io } from 'socket.io-client';
 import WebSocket from 'ws';
-import { within } from './wait.mjs';
+import { within } from '../../../test-support/wait.mjs';
 
 const open = new Set();
 

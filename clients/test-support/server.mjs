@@ -27,7 +27,7 @@ export class EvdServer {
   static async start({ port, env = {}, dir } = {}) {
     const s = new EvdServer();
     s.port = port ?? (await freePort());
-    s.dir = dir ?? mkdtempSync(join(tmpdir(), 'evd-sdk-'));
+    s.dir = dir ?? mkdtempSync(join(tmpdir(), 'evd-test-'));
     s.ownsDir = dir == null;
     s.env = env;
     await s.spawn();
