@@ -11,8 +11,8 @@ use crate::presence::redis::RedisPresence;
 use crate::session::{self, echo};
 use crate::settings::Settings;
 use crate::shutdown::Shutdown;
-use crate::upgrade::{configure, refusal, refuse};
-use crate::{dev_token, origin, page, socketio_http};
+use crate::upgrade::{configure, foreign_origin_refusal, refusal, refuse};
+use crate::{dev_token, page, socketio_http};
 use axum::Router;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::{ConnectInfo, RawQuery, State};
@@ -319,13 +319,8 @@ async fn ws(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     // A page of a foreign origin is refused first: its token says nothing about the page.
-    if let Err(refused) = origin::check(&node.settings.api.cors, &headers, &uri) {
-        node.metrics.rejected("origin");
-        return refuse(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            &format!("origin {refused} not allowed"),
-        );
+    if let Some(refused) = foreign_origin_refusal(&node, &headers, &uri) {
+        return refused;
     }
     // The token is checked before anything else about the upgrade: a bad token is a 401 even on
     // a malformed upgrade request (a browser, which cannot read an upgrade's status, learns this

@@ -13,9 +13,8 @@
 use crate::auth::token_from_request;
 use crate::conn::Wire;
 use crate::node::Node;
-use crate::origin;
 use crate::session::socketio::{self, polling};
-use crate::upgrade::{configure, refusal, refuse};
+use crate::upgrade::{configure, foreign_origin_refusal, refusal};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
@@ -105,13 +104,8 @@ async fn socketio(
     body: Body,
 ) -> Response {
     let node = &sio.node;
-    if let Err(refused) = origin::check(&node.settings.api.cors, &headers, &uri) {
-        node.metrics.rejected("origin");
-        return refuse(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            &format!("origin {refused} not allowed"),
-        );
+    if let Some(refused) = foreign_origin_refusal(node, &headers, &uri) {
+        return refused;
     }
     let query = query.as_deref();
     if query_param(query, "EIO") != Some(evd_protocol::socketio::ENGINE_IO_VERSION) {

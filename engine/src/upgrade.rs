@@ -1,10 +1,11 @@
 //! What every WebSocket route shares (`/ws`, `/socket.io/`, `/echo`): the socket's buffers and
-//! limits, and the JSON bodies of refused upgrades.
+//! limits, the `Origin` gate, and the JSON bodies of refused upgrades.
 
 use crate::node::{Node, Refusal};
+use crate::origin;
 use crate::settings::Settings;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 /// A JSON error body `{"error": …, "message": …}` as PROTOCOL.md gives for refused upgrades.
@@ -19,6 +20,18 @@ pub fn refuse(status: StatusCode, error: &str, message: &str) -> Response {
         body.to_string(),
     )
         .into_response()
+}
+
+/// The `Origin` gate of an upgrade (or a Socket.IO poll): a page of a foreign origin gets 403
+/// before anything else is read, its token included, since a token says nothing about the page.
+pub fn foreign_origin_refusal(node: &Node, headers: &HeaderMap, uri: &Uri) -> Option<Response> {
+    let refused = origin::check(&node.settings.api.cors, headers, uri).err()?;
+    node.metrics.rejected("origin");
+    Some(refuse(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        &format!("origin {refused} not allowed"),
+    ))
 }
 
 /// The answer to an admission refusal (503 draining or full, 429 with `Retry-After`).
