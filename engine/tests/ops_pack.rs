@@ -408,7 +408,7 @@ fn settings_of(name: &str, c: &Value) -> Settings {
                 "EVD_DATABASE_URL" => "postgres://evd@db.invalid/evd".to_owned(),
                 other => panic!("{name}: no stand-in for the secret in {other}"),
             },
-            (_, from) if from["fieldRef"].is_object() => "pod-0".to_owned(),
+            (_, from) if from["fieldRef"].is_object() => "evd-engine-5d8f7c9b6-x2k4p".to_owned(),
             other => panic!("{name}: {key} has an unexpected value {other:?}"),
         };
         env.push((key, value));
