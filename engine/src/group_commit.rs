@@ -196,6 +196,62 @@ mod tests {
         assert_eq!(gc.submit(1).await, Err(SubmitError::Stopped));
     }
 
+    /// A series' value in a Prometheus rendering (0 when absent).
+    fn sample(text: &str, series: &str) -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    #[tokio::test]
+    async fn batches_and_waits_are_measured_per_writer() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let shutdown = Shutdown::new();
+        let batches = Arc::new(AtomicUsize::new(0));
+        let b = Arc::clone(&batches);
+        let gc = metrics::with_local_recorder(&recorder, || {
+            GroupCommit::spawn(
+                &shutdown,
+                "votes",
+                1000,
+                64,
+                Duration::from_secs(5),
+                Duration::ZERO,
+                move |items: Vec<u32>| {
+                    b.fetch_add(1, Ordering::Relaxed);
+                    async move {
+                        tokio::task::yield_now().await;
+                        items
+                    }
+                },
+            )
+        });
+        let tasks: Vec<_> = (0..200u32)
+            .map(|i| {
+                let gc = gc.clone();
+                tokio::spawn(async move { gc.submit(i).await })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let text = handle.render();
+        let series = |name: &str| sample(&text, &format!("{name}{{writer=\"votes\"}}"));
+        assert_eq!(series("evd_group_commit_batch_size_sum"), 200.0, "{text}");
+        assert_eq!(
+            series("evd_group_commit_batch_size_count"),
+            batches.load(Ordering::Relaxed) as f64,
+            "one sample per batch"
+        );
+        assert_eq!(
+            series("evd_group_commit_wait_seconds_count"),
+            200.0,
+            "one wait per write"
+        );
+        assert_eq!(series("evd_group_commit_busy_total"), 0.0);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_lingering_writer_commits_a_trickle_in_one_batch() {
         for (linger, batches_expected) in [(Duration::ZERO, 2), (Duration::from_millis(10), 1)] {
@@ -228,8 +284,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_full_queue_answers_busy_after_the_wait() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
         let shutdown = Shutdown::new();
         let (gate_tx, gate_rx) = tokio::sync::watch::channel(false);
+        let _guard = metrics::set_default_local_recorder(&recorder);
         let gc = GroupCommit::spawn(
             &shutdown,
             "test",
@@ -259,5 +318,11 @@ mod tests {
         gate_tx.send(true).unwrap();
         assert_eq!(first.await.unwrap(), Ok(1));
         assert_eq!(second.await.unwrap(), Ok(2));
+        let text = handle.render();
+        assert_eq!(
+            sample(&text, r#"evd_group_commit_busy_total{writer="test"}"#),
+            1.0,
+            "the refusal is counted: {text}"
+        );
     }
 }
