@@ -903,7 +903,33 @@ fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/redis-cluster.sh")
 }
 
+/// The port bases tried for a test's own cluster. A cluster takes the six ports from its base
+/// and, for its bus, the six from base + 10,000: all of them stay below Linux's ephemeral range
+/// (32768 and up), where the engines' own client connections could take them.
+const OWN_CLUSTER_BASES: std::ops::Range<u16> = 20_000..22_700;
+
+/// Tries at finding a base whose ports are all free.
+const OWN_CLUSTER_TRIES: usize = 200;
+
+/// A port base whose twelve ports nothing listens on now: concurrent test runs (or another
+/// checkout's) each get their own cluster instead of colliding on a fixed one.
+fn free_cluster_base() -> u16 {
+    let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+    for _ in 0..OWN_CLUSTER_TRIES {
+        let base = fastrand::u16(OWN_CLUSTER_BASES) / 10 * 10;
+        if (0..6).all(|i| free(base + i) && free(base + 10_000 + i)) {
+            return base;
+        }
+    }
+    panic!("no free port base for a Redis Cluster in {OWN_CLUSTER_BASES:?}");
+}
+
 impl OwnCluster {
+    /// A six-process cluster of the test's own, on a free port base.
+    fn start_free() -> OwnCluster {
+        OwnCluster::start(free_cluster_base())
+    }
+
     fn start(base: u16) -> OwnCluster {
         let out = std::process::Command::new(script())
             .args(["start", &base.to_string()])
@@ -1007,7 +1033,7 @@ async fn redis_primary_loss_fanout_resumes_and_nothing_is_lost_silently() {
     let Some(_) = service("EVD_TEST_REDIS_CLUSTER") else {
         return;
     };
-    let cluster = OwnCluster::start(7200);
+    let cluster = OwnCluster::start_free();
     let org = org();
     let room = "session:S1";
     let nodes = engines(&cluster.url(), 3).await;
@@ -1070,7 +1096,7 @@ async fn slot_migration_under_an_active_room_keeps_delivering() {
     let Some(_) = service("EVD_TEST_REDIS_CLUSTER") else {
         return;
     };
-    let cluster = OwnCluster::start(7300);
+    let cluster = OwnCluster::start_free();
     let org = org();
     let room = "session:S1";
     let nodes = engines(&cluster.url(), 3).await;
