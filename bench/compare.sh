@@ -39,8 +39,13 @@ ulimit -n "$(ulimit -Hn)"
 
 echo "==> building evd, the harness and the peers" >&2
 cargo build --release --bin evd --bin evd-loadtest --bin loopback-floor
-(cd bench/peers/socketio && npm ci --no-audit --no-fund --silent)
-(cd bench/peers/socketioxide && cargo build --release)
+# Only the peers this run measures are set up.
+if [[ " $SERVERS " == *" socketio "* ]]; then
+  (cd bench/peers/socketio && npm ci --no-audit --no-fund --silent)
+fi
+if [[ " $SERVERS " == *" socketioxide "* ]]; then
+  (cd bench/peers/socketioxide && cargo build --release)
+fi
 if [[ " $SERVERS " == *" uws "* ]]; then
   (cd bench/peers/uws && npm ci --no-audit --no-fund --silent)
   # Its prebuilt addon needs glibc 2.38; below that, run node through a private newer glibc.
