@@ -150,5 +150,6 @@ fi
 
 CMD="bench/compare.sh"
 [ "${QUICK:-0}" = 1 ] && CMD="QUICK=1 $CMD"
-python3 bench/compare_table.py "$OUT" "$CMD" "CONNS=$CONNS DURATION=$DURATION SAT_RATES='$SAT_RATES' BIG=$BIG ROOMS_RUNS=$ROOMS_RUNS CODEC=$CODEC RAMP=$RAMP"
+[ "$SERVERS" = "evd evd-sio uws socketio socketioxide" ] || CMD="SERVERS=\"$SERVERS\" $CMD"
+python3 bench/compare_table.py "$OUT" "$CMD" "SERVERS='$SERVERS' CONNS=$CONNS DURATION=$DURATION SAT_RATES='$SAT_RATES' BIG=$BIG ROOMS_RUNS=$ROOMS_RUNS CODEC=$CODEC RAMP=$RAMP"
 echo "==> wrote bench/RESULTS.md" >&2

@@ -165,7 +165,8 @@ lines = []
 date = datetime.date.today().isoformat()
 cores = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
 lines += [
-    "## evd against " + ", ".join(n for s, n in SERVERS if s != "evd") + " (evd-loadtest, same run)",
+    "## evd" + (" (its own protocol and its Socket.IO endpoint)" if "evd-sio" in names else "")
+    + " against " + ", ".join(n for s, n in SERVERS if s not in ("evd", "evd-sio")) + " (evd-loadtest, same run)",
     f"**Date:** {date}. **Machine:** {cores} cores, the harness on the same machine as the server.",
     "**Command:**",
     "",
