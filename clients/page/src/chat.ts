@@ -4,7 +4,7 @@
 import type { ChatMessage, Room } from '../../js/src/index.ts';
 import { describe } from './api.ts';
 import type { Ctx } from './ctx.ts';
-import { errorLine, h, time } from './dom.ts';
+import { busy, errorLine, h, time } from './dom.ts';
 import type { Scope } from './scope.ts';
 import type { ArchivedMessage, Page } from './types.ts';
 
@@ -75,16 +75,12 @@ export function chatPanel(ctx: Ctx, room: Room, scope: Scope): HTMLElement {
         const text = input.value;
         if (!text.trim()) return;
         error.textContent = '';
-        send.disabled = true;
-        send.textContent = 'Sending…';
         try {
-          await room.send(text);
+          await busy(send, 'Sending…', () => room.send(text));
           if (input.value === text) input.value = '';
         } catch (e) {
           error.textContent = 'Not sent: ' + describe(e);
         } finally {
-          send.disabled = false;
-          send.textContent = 'Send';
           input.focus();
         }
       },

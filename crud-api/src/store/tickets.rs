@@ -193,26 +193,22 @@ impl TicketStore for SqlStore {
         cursor: Option<&str>,
         limit: i64,
     ) -> Result<Page<Ticket>> {
-        // Ticket ids are UUIDv7: they sort by creation time.
+        // One page of an org's tickets whose `$column` is `$2`. Ticket ids are UUIDv7: they sort
+        // by creation time.
+        macro_rules! page_by {
+            ($column:literal) => {
+                concat!(
+                    "select ",
+                    ticket_columns!(),
+                    " from tickets where org_id = $1 and ",
+                    $column,
+                    " = $2 and ($3 is null or id > $3) order by id limit $4"
+                )
+            };
+        }
         let (sql, key) = match of {
-            TicketsOf::User(user) => (
-                concat!(
-                    "select ",
-                    ticket_columns!(),
-                    " from tickets where org_id = $1 and user_id = $2 \
-                     and ($3 is null or id > $3) order by id limit $4"
-                ),
-                user,
-            ),
-            TicketsOf::Session(session) => (
-                concat!(
-                    "select ",
-                    ticket_columns!(),
-                    " from tickets where org_id = $1 and session_id = $2 \
-                     and ($3 is null or id > $3) order by id limit $4"
-                ),
-                session,
-            ),
+            TicketsOf::User(user) => (page_by!("user_id"), user),
+            TicketsOf::Session(session) => (page_by!("session_id"), session),
         };
         let mut tx = self.read(org).await?;
         let mut items: Vec<Ticket> = tx

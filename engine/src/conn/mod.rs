@@ -113,16 +113,11 @@ impl fmt::Debug for Conn {
 
 /// Encodes an event for one connection.
 pub fn encode_for(conn: &Conn, event: &Event) -> Payload {
-    encode_on(conn.wire, conn.codec, event)
+    encode_at(conn.wire, conn.codec, event, None)
 }
 
-/// Encodes an event for one wire and codec.
-pub fn encode_on(wire: Wire, codec: Codec, event: &Event) -> Payload {
-    encode_at(wire, codec, event, None)
-}
-
-/// [`encode_on`] for a chat message published in `epoch`: on Socket.IO it carries its
-/// position, the offset socket.io-client recovers from.
+/// Encodes an event for one wire and codec; a chat message published in `epoch` carries its
+/// position on Socket.IO, the offset socket.io-client recovers from.
 pub fn encode_at(wire: Wire, codec: Codec, event: &Event, epoch: Option<&str>) -> Payload {
     match wire {
         Wire::Evd => encode(codec, event),

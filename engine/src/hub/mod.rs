@@ -5,7 +5,8 @@
 //! methods here: room → connections (in the shard) and connection → rooms (in [`Conn`]).
 //!
 //! A broadcast is encoded once per wire and codec in use ([`EncodeOnce`]: evd's JSON and
-//! MessagePack, Socket.IO's two parsers) and the same bytes are pushed to every member's queue; pushing never waits, so one slow client cannot hold a room back.
+//! MessagePack, Socket.IO's two parsers) and the same bytes are pushed to every member's queue;
+//! pushing never waits, so one slow client cannot hold a room back.
 //!
 //! **Ticks.** Presence changes, poll tallies and question votes are coalesced per room and
 //! sent once per tick: see [`tick`].
@@ -263,19 +264,17 @@ impl Hub {
 
     /// Queues a direct event (a reply) to one connection.
     pub fn send(&self, conn: &Conn, event: &Event) {
-        let item = Outbound {
-            payload: crate::conn::encode_for(conn, event),
-            published_at: None,
-        };
-        if self.push(conn, item) {
-            self.metrics.event_out(event.name(), 1);
-        }
+        self.send_at(conn, event, None);
     }
 
     /// Queues a chat message of `epoch` to one connection (a recovery's replay).
     pub fn send_chat(&self, conn: &Conn, event: &Event, epoch: &str) {
+        self.send_at(conn, event, Some(epoch));
+    }
+
+    fn send_at(&self, conn: &Conn, event: &Event, epoch: Option<&str>) {
         let item = Outbound {
-            payload: crate::conn::encode_at(conn.wire, conn.codec, event, Some(epoch)),
+            payload: crate::conn::encode_at(conn.wire, conn.codec, event, epoch),
             published_at: None,
         };
         if self.push(conn, item) {
