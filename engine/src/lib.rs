@@ -34,6 +34,7 @@ pub mod clock;
 pub mod conn;
 pub mod dev_token;
 pub mod group_commit;
+pub mod handshake;
 pub mod hub;
 pub mod live;
 pub mod metrics;

@@ -331,6 +331,9 @@ pub struct Metrics {
     pub frames_out: Counter,
     /// [`BYTES_OUT`].
     pub bytes_out: Counter,
+    /// [`OPS`] for `ping` on evd's protocol, resolved once: the heartbeat is the most frequent
+    /// op, and a labelled lookup per ping costs more than the ping.
+    pub evd_pings: Counter,
     /// Shared: every connection's writer holds a clone of these handles.
     events_out: Arc<HashMap<&'static str, Counter>>,
 }
@@ -351,6 +354,7 @@ impl Metrics {
             queue_bytes: gauge!(QUEUE_BYTES),
             frames_out: counter!(FRAMES_OUT),
             bytes_out: counter!(BYTES_OUT),
+            evd_pings: counter!(OPS, "op" => "ping", "protocol" => "evd"),
             events_out: Arc::new(
                 EVENT_NAMES
                     .iter()

@@ -6,6 +6,7 @@
 use crate::auth::authenticate;
 use crate::broker::redis::{RedisBroker, RedisConn};
 use crate::conn::Wire;
+use crate::handshake::Handshake;
 use crate::node::{BrokerFactory, ConnPermit, Node, NodeBuilder, NodeError};
 use crate::presence::redis::RedisPresence;
 use crate::session::{self, echo};
@@ -14,8 +15,8 @@ use crate::shutdown::Shutdown;
 use crate::upgrade::{configure, foreign_origin_refusal, refusal, refuse};
 use crate::{dev_token, page, socketio_http};
 use axum::Router;
-use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
-use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, FromRequestParts, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
@@ -290,9 +291,10 @@ fn browser_routes(settings: &Settings) -> Router {
     routes.layer(evd_api::cors::layer(&settings.api.cors))
 }
 
-/// Picks the first subprotocol the client offers that the server speaks; JSON otherwise. The
-/// raw header is read because the order of the client's list is its preference.
-fn negotiate(ws: &mut WebSocketUpgrade, headers: &HeaderMap) -> Codec {
+/// Picks the first subprotocol the client offers that the server speaks, and the header that
+/// names it; JSON (and no header) otherwise. The raw header is read because the order of the
+/// client's list is its preference.
+fn negotiate(headers: &HeaderMap) -> (Codec, Option<HeaderValue>) {
     let chosen = headers
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
         .iter()
@@ -300,14 +302,15 @@ fn negotiate(ws: &mut WebSocketUpgrade, headers: &HeaderMap) -> Codec {
         .flat_map(|v| v.split(','))
         .find_map(|p| Codec::from_subprotocol(p).map(|c| (c, p.trim().to_owned())));
     match chosen {
-        Some((codec, name)) => {
-            if let Ok(v) = HeaderValue::from_str(&name) {
-                ws.set_selected_protocol(v);
-            }
-            codec
-        }
-        None => Codec::Json,
+        Some((codec, name)) => (codec, HeaderValue::from_str(&name).ok()),
+        None => (Codec::Json, None),
     }
+}
+
+/// Whether the server runs behind its own TLS: then WebSockets go through axum's upgrade and
+/// a writer task, since their socket cannot be written around the TLS layer.
+fn behind_tls(settings: &Settings) -> bool {
+    settings.tls.cert_path.is_some() && settings.tls.key_path.is_some()
 }
 
 async fn ws(
@@ -316,7 +319,7 @@ async fn ws(
     uri: Uri,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    request: Request,
 ) -> Response {
     // A page of a foreign origin is refused first: its token says nothing about the page.
     if let Some(refused) = foreign_origin_refusal(&node, &headers, &uri) {
@@ -332,7 +335,26 @@ async fn ws(
             return refuse(StatusCode::UNAUTHORIZED, "unauthorized", &e.to_string());
         }
     };
-    let mut upgrade = match upgrade {
+    let (mut parts, _body) = request.into_parts();
+    let (codec, protocol) = negotiate(&headers);
+    if !behind_tls(&node.settings) {
+        let handshake = match Handshake::from_parts(&mut parts) {
+            Ok(h) => h,
+            Err(refused) => return refused.into_response(),
+        };
+        let permit: ConnPermit = match node.admit(peer.ip(), Wire::Evd.label()) {
+            Ok(p) => p,
+            Err(r) => return refusal(&node, r),
+        };
+        return handshake.accept(protocol, move |socket, read_buf| {
+            let shutdown = node.shutdown.clone();
+            shutdown.spawn(session::run_direct(
+                node, socket, read_buf, claims, codec, permit,
+            ));
+            std::future::ready(())
+        });
+    }
+    let mut upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
         Ok(u) => u,
         Err(rejection) => return rejection.into_response(),
     };
@@ -340,7 +362,9 @@ async fn ws(
         Ok(p) => p,
         Err(r) => return refusal(&node, r),
     };
-    let codec = negotiate(&mut upgrade, &headers);
+    if let Some(p) = protocol {
+        upgrade.set_selected_protocol(p);
+    }
     let settings = Arc::clone(&node);
     configure(upgrade, &settings.settings).on_upgrade(move |socket| {
         // The connection gets a task of its own, and axum's upgrade task ends here: awaiting
@@ -362,8 +386,27 @@ async fn ws(
 async fn echo_ws(
     State(node): State<Arc<Node>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    upgrade: WebSocketUpgrade,
+    request: Request,
 ) -> Response {
+    let (mut parts, _body) = request.into_parts();
+    if !behind_tls(&node.settings) {
+        let handshake = match Handshake::from_parts(&mut parts) {
+            Ok(h) => h,
+            Err(refused) => return refused.into_response(),
+        };
+        let permit = match node.admit(peer.ip(), "echo") {
+            Ok(p) => p,
+            Err(r) => return refusal(&node, r),
+        };
+        let tracked = node.shutdown.clone();
+        return handshake.accept(None, move |socket, read_buf| {
+            tracked.track(echo::run_direct(node, socket, read_buf, permit))
+        });
+    }
+    let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        Ok(u) => u,
+        Err(rejection) => return rejection.into_response(),
+    };
     let permit = match node.admit(peer.ip(), "echo") {
         Ok(p) => p,
         Err(r) => return refusal(&node, r),

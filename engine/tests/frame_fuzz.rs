@@ -120,7 +120,10 @@ async fn one_connection(
     frames: Vec<Message>,
 ) -> Result<(), TestCaseError> {
     let claims = Claims::new("u1", "o1", Role::Organizer, now(), 3_600);
-    let conn = node.open_conn(&claims, Wire::Evd, codec).await.unwrap();
+    let conn = node
+        .open_conn(&claims, Wire::Evd, codec, None)
+        .await
+        .unwrap();
     let session = Box::new(Session::new(Arc::clone(node), Arc::clone(&conn), claims));
     let expected_refusals = frames.iter().filter(|m| refused(codec, m)).count();
     let stream = futures_util::stream::iter(frames.into_iter().map(Ok));

@@ -1,19 +1,23 @@
-//! One client connection: its shared state ([`Conn`]), its outbound [`queue`], its [`writer`]
-//! task and its [`session`] (the reader that runs ops).
+//! One client connection: its shared state ([`Conn`]), its outbound [`queue`], and how the
+//! queue reaches the socket: written [`direct`]ly by whoever queued (plain TCP; read by
+//! [`direct_read`]), or drained by a [`writer`] task (behind TLS, Socket.IO polling links).
 //!
-//! Each connection is two tasks. The session reads frames and runs ops one at a time; the
-//! writer drains the queue into the socket. They are split so a client that stops reading
-//! blocks only its own writer, and the session can still enforce heartbeats and limits.
+//! The session (the reader that runs ops) is the connection's one task. A client that stops
+//! reading never blocks anyone else: pushes only queue, and the bytes a full socket did not
+//! take wait for a short-lived task of their own.
 
+pub mod direct;
+pub mod direct_read;
 pub mod queue;
 pub mod writer;
 
 use crate::room_key::RoomKey;
 use axum::extract::ws::Utf8Bytes;
+use direct::Direct;
 use evd_protocol::socketio::{self, Parser};
 use evd_protocol::{Codec, Event};
 use parking_lot::Mutex;
-use queue::{Payload, SendQueue};
+use queue::{Outbound, Payload, Push, QueueStats, SendQueue};
 use std::fmt;
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -52,6 +56,8 @@ impl Wire {
 
 /// State of one connection shared between its tasks and the hub.
 pub struct Conn {
+    /// This connection, for the write task a full direct socket starts.
+    me: std::sync::Weak<Conn>,
     /// Node-local id.
     pub id: ConnId,
     /// The user (`sub`) it belongs to.
@@ -65,8 +71,12 @@ pub struct Conn {
     /// The connection → rooms index, the other half of the hub's room → connections index.
     /// Changed only by `Hub` methods, so the two always agree.
     pub(crate) rooms: Mutex<Vec<RoomKey>>,
-    /// Notified once when the writer task ends, so the session stops waiting for frames.
+    /// Notified once when the writer side is done (its close frame out, or the socket
+    /// failed), so the session stops waiting for frames.
     pub(crate) writer_done: Notify,
+    /// On a plain TCP socket, the write side: queued events are written by whoever queued
+    /// them ([`direct`]). `None`: a [`writer`] task drains the queue.
+    pub(crate) direct: Option<Arc<Direct>>,
 }
 
 impl Conn {
@@ -84,6 +94,7 @@ impl Conn {
         queue_limit: usize,
     ) -> Conn {
         Conn {
+            me: std::sync::Weak::new(),
             id,
             user,
             wire,
@@ -91,7 +102,92 @@ impl Conn {
             queue: SendQueue::new(queue_limit),
             rooms: Mutex::new(Vec::new()),
             writer_done: Notify::new(),
+            direct: None,
         }
+    }
+
+    /// [`Conn::on_wire`], written directly to a plain TCP socket when `direct` is given.
+    pub fn with_direct(
+        id: ConnId,
+        user: Arc<str>,
+        wire: Wire,
+        codec: Codec,
+        queue_limit: usize,
+        direct: Option<Arc<Direct>>,
+    ) -> Arc<Conn> {
+        Arc::new_cyclic(|me| Conn {
+            me: me.clone(),
+            id,
+            user,
+            wire,
+            codec,
+            queue: SendQueue::new(queue_limit),
+            rooms: Mutex::new(Vec::new()),
+            writer_done: Notify::new(),
+            direct,
+        })
+    }
+
+    /// Queues `item` and, on a direct socket, writes what is queued now.
+    pub fn push(&self, item: Outbound, stats: &QueueStats) -> Push {
+        let pushed = self.queue.push(item, stats);
+        self.flush();
+        pushed
+    }
+
+    /// Starts closing (see [`SendQueue::close`]) and, on a direct socket, writes what is
+    /// left and the close frame now. Returns the number of items dropped.
+    pub fn close(&self, code: evd_protocol::CloseCode, flush: bool, stats: &QueueStats) -> usize {
+        let dropped = self.queue.close(code, flush, stats);
+        self.flush();
+        dropped
+    }
+
+    /// On a direct socket, writes what is queued (see [`Direct::flush`]); otherwise nothing,
+    /// as the push already woke the writer task.
+    pub fn flush(&self) {
+        if let Some(d) = &self.direct
+            && d.flush(&self.queue, self.codec, &self.writer_done)
+        {
+            self.start_pump(d);
+        }
+    }
+
+    /// On a direct socket, writes a frame the WebSocket layer made (see [`Direct::write_raw`]).
+    pub fn write_raw(&self, bytes: &[u8]) {
+        if let Some(d) = &self.direct
+            && d.write_raw(bytes)
+        {
+            self.start_pump(d);
+        }
+    }
+
+    /// The connection is over: a direct socket writes nothing more and its pump stops.
+    pub fn abandon(&self) {
+        if let Some(d) = &self.direct {
+            d.abandon();
+        }
+    }
+
+    /// Starts the task that writes the rest once a full socket drains.
+    fn start_pump(&self, d: &Direct) {
+        let runtime = tokio::runtime::Handle::try_current();
+        match (self.me.upgrade(), runtime) {
+            (Some(me), Ok(rt)) => {
+                rt.spawn(async move {
+                    if let Some(d) = &me.direct {
+                        d.pump(&me.queue, me.codec, &me.writer_done).await;
+                    }
+                });
+            }
+            // Being dropped, or no runtime: nothing will drain it.
+            _ => d.abandon(),
+        }
+    }
+
+    /// Whether a [`writer`] task drains this connection's queue.
+    pub fn needs_writer_task(&self) -> bool {
+        self.direct.is_none()
     }
 
     /// Rooms this connection is in, its `user:` room included.

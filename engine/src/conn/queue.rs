@@ -259,6 +259,12 @@ impl SendQueue {
         close
     }
 
+    /// Whether a writer has something to do: items queued, or a close to send.
+    pub fn has_work(&self) -> bool {
+        let s = self.state.lock();
+        !s.items.is_empty() || s.close.is_some()
+    }
+
     /// Bytes queued now.
     pub fn bytes(&self) -> usize {
         self.state.lock().bytes

@@ -237,6 +237,9 @@ impl Hub {
         let Some(r) = shard.rooms.get_mut(room) else {
             return;
         };
+        // Members on direct sockets are written after the lock is let go: the queues hold the
+        // order, and joins to the shard's rooms need not wait for the writes.
+        let mut to_flush: Vec<Arc<Conn>> = Vec::new();
         for member in r.members.values_mut() {
             if member.joining.is_none() && offset.is_some_and(|o| o <= member.floor) {
                 continue;
@@ -251,13 +254,19 @@ impl Hub {
                     self.stats_close(&member.conn, CloseCode::SlowConsumer);
                 }
                 None => {
-                    if self.push(&member.conn, item) {
+                    if self.queue(&member.conn, item) {
                         delivered += 1;
+                        if member.conn.direct.is_some() {
+                            to_flush.push(Arc::clone(&member.conn));
+                        }
                     }
                 }
             }
         }
         drop(shard);
+        for conn in &to_flush {
+            conn.flush();
+        }
         self.metrics.deliveries.increment(delivered);
         self.metrics.event_out(event.name(), delivered);
     }
@@ -282,8 +291,16 @@ impl Hub {
         }
     }
 
-    /// Pushes to a queue and accounts for a slow consumer; true if queued.
+    /// Pushes to a queue, writes it on a direct socket, and accounts for a slow consumer; true
+    /// if queued.
     fn push(&self, conn: &Conn, item: Outbound) -> bool {
+        let queued = self.queue(conn, item);
+        conn.flush();
+        queued
+    }
+
+    /// Pushes to a queue without writing, and accounts for a slow consumer; true if queued.
+    fn queue(&self, conn: &Conn, item: Outbound) -> bool {
         match conn.queue.push(item, &self.stats) {
             Push::Queued => true,
             Push::Overflow { dropped } => {
@@ -297,7 +314,7 @@ impl Hub {
     }
 
     fn stats_close(&self, conn: &Conn, code: CloseCode) {
-        let dropped = conn.queue.close(code, false, &self.stats);
+        let dropped = conn.close(code, false, &self.stats);
         if code == CloseCode::SlowConsumer {
             self.metrics.slow_consumer_closes.increment(1);
             self.metrics.queue_drops.increment(dropped as u64);
@@ -378,7 +395,7 @@ impl BrokerHandler for Hub {
                     reason: "resync".into(),
                 }),
             );
-            conn.queue.close(CloseCode::ShuttingDown, true, &self.stats);
+            conn.close(CloseCode::ShuttingDown, true, &self.stats);
         }
     }
 }

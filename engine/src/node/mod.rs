@@ -16,6 +16,7 @@ pub use builder::{BrokerFactory, NodeBuilder, NodeError, random_node_id};
 use crate::auth::Authorizer;
 use crate::broker::{Broker, BrokerError};
 use crate::clock::unix_ms;
+use crate::conn::direct::Direct;
 use crate::conn::queue::{Outbound, QueueStats};
 use crate::conn::{Conn, Wire, encode_for};
 use crate::hub::Hub;
@@ -129,21 +130,24 @@ impl Node {
         &self.room_locks[(room.shard_hash() as usize) % self.room_locks.len()]
     }
 
-    /// Creates a connection: queues `HELLO` first, then joins the user's own room.
+    /// Creates a connection (written through `direct` when given, else by a writer task):
+    /// queues `HELLO` first, then joins the user's own room.
     pub async fn open_conn(
         &self,
         claims: &Claims,
         wire: Wire,
         codec: Codec,
+        direct: Option<Arc<Direct>>,
     ) -> Result<Arc<Conn>, RoomError> {
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        let conn = Arc::new(Conn::on_wire(
+        let conn = Conn::with_direct(
             id,
             claims.sub.as_str().into(),
             wire,
             codec,
             self.settings.limits.queue_max_bytes,
-        ));
+            direct,
+        );
         self.metrics.accepted(wire.label());
         let hello = Event::Hello(Hello {
             conn: id.to_string(),

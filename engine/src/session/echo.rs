@@ -1,18 +1,24 @@
 //! `/echo`: a WebSocket echo on the engine's own connection stack, for the Autobahn compliance
-//! suite. Same upgrade limits and buffers, same queue and writer (one frame per message, since
-//! each message must come back as sent). Enabled only by the test-only `test_echo` setting.
+//! suite. Same upgrade, limits and buffers, same queue and write path (one frame per message,
+//! since each message must come back as sent): written directly on a plain TCP socket, by a
+//! writer task behind TLS. Enabled only by the test-only `test_echo` setting.
 
 use super::reader::{close_code_for, writer_config};
 use crate::conn::Conn;
+use crate::conn::direct::Direct;
+use crate::conn::direct_read;
 use crate::conn::queue::{Outbound, Payload};
 use crate::conn::writer::{self, Packing};
 use crate::node::{ConnPermit, Node};
+use crate::upgrade::ws_config;
 use axum::extract::ws::{Message, WebSocket};
+use bytes::Bytes;
 use evd_protocol::{CloseCode, Codec};
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use std::sync::Arc;
+use tokio::net::TcpStream;
 
-/// Echoes every text and binary message until the client closes.
+/// Echoes every text and binary message until the client closes (behind TLS).
 pub async fn run(node: Arc<Node>, socket: WebSocket, permit: ConnPermit) {
     let conn = Arc::new(Conn::new(
         0,
@@ -20,7 +26,7 @@ pub async fn run(node: Arc<Node>, socket: WebSocket, permit: ConnPermit) {
         Codec::Json,
         node.settings.limits.queue_max_bytes,
     ));
-    let (sink, mut stream) = socket.split();
+    let (sink, stream) = socket.split();
     let writer = node.shutdown.spawn(writer::run(
         sink,
         Arc::clone(&conn),
@@ -28,6 +34,41 @@ pub async fn run(node: Arc<Node>, socket: WebSocket, permit: ConnPermit) {
         Arc::clone(&node.stats),
         Arc::clone(&node.metrics),
     ));
+    echo(&node, &conn, stream).await;
+    let _ = writer.await;
+    drop(permit);
+}
+
+/// Echoes every text and binary message until the client closes, on a plain TCP socket.
+pub async fn run_direct(node: Arc<Node>, socket: TcpStream, read_buf: Bytes, permit: ConnPermit) {
+    let direct = Arc::new(Direct::new(
+        socket,
+        writer_config(&node, Packing::OnePerFrame),
+        Arc::clone(&node.stats),
+        Arc::clone(&node.metrics),
+    ));
+    let conn = Conn::with_direct(
+        0,
+        "echo".into(),
+        crate::conn::Wire::Evd,
+        Codec::Json,
+        node.settings.limits.queue_max_bytes,
+        Some(direct),
+    );
+    let stream =
+        direct_read::messages(Arc::clone(&conn), read_buf, ws_config(&node.settings)).await;
+    echo(&node, &conn, stream).await;
+    // Let the close frame out before the socket is dropped, within the close timeout.
+    let close_wait = std::time::Duration::from_millis(node.settings.drain.close_timeout_ms);
+    let _ = tokio::time::timeout(close_wait, conn.writer_done.notified()).await;
+    conn.abandon();
+    drop(permit);
+}
+
+async fn echo<St>(node: &Node, conn: &Conn, mut stream: St)
+where
+    St: Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
     let stats = Arc::clone(&node.stats);
     let close_wait = std::time::Duration::from_millis(node.settings.drain.close_timeout_ms);
     loop {
@@ -39,14 +80,14 @@ pub async fn run(node: Arc<Node>, socket: WebSocket, permit: ConnPermit) {
             Some(Ok(_)) => continue,
             Some(Err(e)) => {
                 if let Some(code) = close_code_for(&e) {
-                    conn.queue.close(code, false, &stats);
+                    conn.close(code, false, &stats);
                     let _ = tokio::time::timeout(close_wait, conn.writer_done.notified()).await;
                 }
                 break;
             }
             None => break,
         };
-        conn.queue.push(
+        conn.push(
             Outbound {
                 payload,
                 published_at: None,
@@ -54,7 +95,5 @@ pub async fn run(node: Arc<Node>, socket: WebSocket, permit: ConnPermit) {
             &stats,
         );
     }
-    conn.queue.close(CloseCode::Normal, false, &stats);
-    let _ = writer.await;
-    drop(permit);
+    conn.close(CloseCode::Normal, false, &stats);
 }

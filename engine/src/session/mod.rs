@@ -18,7 +18,7 @@ pub mod token;
 
 pub use error::OpError;
 pub use ops::PendingReply;
-pub use reader::run_connection;
+pub use reader::{run_connection, run_direct};
 
 use crate::conn::{Conn, Wire, socketio_payload};
 use crate::node::Node;
@@ -179,7 +179,7 @@ impl Session {
             };
             let _ = self.conn.queue.push(item, &self.node.stats);
         }
-        let dropped = self.conn.queue.close(code, flush, &self.node.stats);
+        let dropped = self.conn.close(code, flush, &self.node.stats);
         self.node.metrics.queue_drops.increment(dropped as u64);
     }
 

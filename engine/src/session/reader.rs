@@ -10,21 +10,26 @@
 
 use super::token::TokenDue;
 use super::{OpError, Session, oldest_ready};
+use crate::conn::direct::{self, Direct};
+use crate::conn::direct_read;
 use crate::conn::queue::{Outbound, Payload};
 use crate::conn::writer::{self, Packing, WriterConfig};
 use crate::conn::{Conn, Wire};
 use crate::node::{ConnPermit, Node};
 use crate::room_key::RoomKey;
+use crate::upgrade::ws_config;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
+use bytes::Bytes;
 use evd_protocol::auth::Claims;
-use evd_protocol::event::{Event, Reconnect, TokenExpiring};
+use evd_protocol::event::{Event, Pong, Reconnect, TokenExpiring};
 use evd_protocol::op::StreamPosition;
 use evd_protocol::socketio::{self, Inbound};
-use evd_protocol::{CloseCode, Codec, DecodeError, ErrorCode, Request};
+use evd_protocol::{CloseCode, Codec, DecodeError, ErrorCode, Op, Request};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use std::fmt::Display;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 /// How long a connection that could not be opened (the broker or store failed) waits to get
@@ -71,6 +76,16 @@ impl Session {
             self.send_error(req.r#ref, err);
             return None;
         }
+        // The heartbeat, answered here: no op dispatch and no allocation for the most frequent
+        // op. Behind a waiting reply it takes the ordinary path, which keeps the order.
+        if let Op::Ping(_) = req.op
+            && self.conn.wire == Wire::Evd
+            && self.pending.is_empty()
+        {
+            self.node.metrics.evd_pings.increment(1);
+            self.send(&Event::Pong(Pong { r#ref: req.r#ref }));
+            return None;
+        }
         // Boxed: an op's future (store and broker calls) is kilobytes, and inline it would sit
         // in every idle connection's task for the connection's whole life.
         Box::pin(self.dispatch(req)).await;
@@ -87,7 +102,7 @@ impl Session {
             published_at: None,
         };
         if let crate::conn::queue::Push::Overflow { dropped } =
-            self.conn.queue.push(item, &self.node.stats)
+            self.conn.push(item, &self.node.stats)
         {
             self.node.metrics.slow_consumer_closes.increment(1);
             self.node.metrics.queue_drops.increment(dropped as u64);
@@ -180,7 +195,7 @@ pub async fn run_link<Si, St>(
 {
     // Opening and closing talk to the broker and presence: boxed, so their futures are not part
     // of every connection's task while it idles.
-    let conn = match Box::pin(node.open_conn(&claims, wire, codec)).await {
+    let conn = match Box::pin(node.open_conn(&claims, wire, codec, None)).await {
         Ok(conn) => conn,
         Err(e) => {
             tracing::warn!(error = %e, "could not open connection");
@@ -202,16 +217,16 @@ pub async fn run_link<Si, St>(
                 ?room,
                 "recovery failed after CONNECT; closing"
             );
-            conn.queue.close(CloseCode::ShuttingDown, true, &node.stats);
+            conn.close(CloseCode::ShuttingDown, true, &node.stats);
         }
     }
-    let writer = node.shutdown.spawn(writer::run(
+    let writer = Some(node.shutdown.spawn(writer::run(
         sink,
         Arc::clone(&conn),
         writer_config(&node, packing(wire)),
         Arc::clone(&node.stats),
         node.metrics.clone(),
-    ));
+    )));
     // Boxed: moved through two futures' arguments, it would otherwise be stored in each.
     let session = Box::new(Session::new(Arc::clone(&node), Arc::clone(&conn), claims));
     // The connection's life runs in a task of its own, so this task's state (the socket and
@@ -220,13 +235,50 @@ pub async fn run_link<Si, St>(
     shutdown.spawn(serve(node, conn, stream, session, writer, permit));
 }
 
+/// Opens a connection on a plain TCP socket whose upgrade is done ([`crate::handshake`]): its
+/// frames are written directly ([`crate::conn::direct`]) and read by the WebSocket layer in the
+/// connection's one task, with no writer task.
+pub async fn run_direct(
+    node: Arc<Node>,
+    socket: TcpStream,
+    read_buf: Bytes,
+    claims: Claims,
+    codec: Codec,
+    permit: ConnPermit,
+) {
+    let wire = Wire::Evd;
+    let direct = Arc::new(Direct::new(
+        socket,
+        writer_config(&node, packing(wire)),
+        Arc::clone(&node.stats),
+        Arc::clone(&node.metrics),
+    ));
+    let opened = Box::pin(node.open_conn(&claims, wire, codec, Some(Arc::clone(&direct)))).await;
+    let conn = match opened {
+        Ok(conn) => conn,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not open connection");
+            node.metrics.closed("internal", wire.label());
+            // 1011: a server-side failure; the client reconnects with backoff.
+            // Best effort: the socket is dropped right after.
+            let _ = direct.write_raw(&direct::close_frame(CloseCode::InternalError));
+            return;
+        }
+    };
+    let stream =
+        direct_read::messages(Arc::clone(&conn), read_buf, ws_config(&node.settings)).await;
+    let session = Box::new(Session::new(Arc::clone(&node), Arc::clone(&conn), claims));
+    let shutdown = node.shutdown.clone();
+    shutdown.spawn(serve(node, conn, stream, session, None, permit));
+}
+
 /// The rest of a connection's life: the reader loop, then the close.
 async fn serve<St>(
     node: Arc<Node>,
     conn: Arc<Conn>,
     stream: St,
     session: Box<Session>,
-    writer: tokio::task::JoinHandle<writer::WriterEnd>,
+    writer: Option<tokio::task::JoinHandle<writer::WriterEnd>>,
     permit: ConnPermit,
 ) where
     St: Stream<Item = Result<Message, axum::Error>> + Unpin,
@@ -234,8 +286,11 @@ async fn serve<St>(
     let why = read_loop(stream, session).await;
     Box::pin(node.close_conn(&conn)).await;
     // If the session ended first (client gone), make the writer finish too.
-    conn.queue.close(CloseCode::Normal, false, &node.stats);
-    let _ = writer.await;
+    conn.close(CloseCode::Normal, false, &node.stats);
+    if let Some(writer) = writer {
+        let _ = writer.await;
+    }
+    conn.abandon();
     node.metrics.closed(why, conn.wire.label());
     tracing::debug!(conn = conn.id, reason = why, "connection closed");
     drop(permit);
