@@ -20,15 +20,23 @@ use crate::metrics::Metrics;
 use axum::extract::ws::Message;
 use bytes::Bytes;
 use evd_protocol::{CloseCode, Codec};
+use nix::sys::socket::{self, MsgFlags};
 use parking_lot::Mutex;
 use std::io::{self, IoSlice};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 /// Most frames passed to one vectored write (two slices each): below the kernel's `IOV_MAX`.
 const FRAMES_PER_WRITE: usize = 64;
+
+/// Frames that add up to at most this many bytes are copied into one buffer on the stack and
+/// sent with one `send(2)`: for the usual small event that is cheaper in the kernel than a
+/// vectored `write(2)` (no iovec import, no file-position lock).
+const SMALL_WRITE: usize = 4_096;
 
 /// A WebSocket frame header is at most this long (server frames are never masked).
 const MAX_HEADER: usize = 10;
@@ -194,7 +202,7 @@ impl Direct {
             state.leftover.extend_from_slice(bytes);
             return false;
         }
-        let written = match self.stream.try_write(bytes) {
+        let written = match self.send(bytes) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
             Err(_) => {
@@ -208,6 +216,14 @@ impl Direct {
         state.leftover.extend_from_slice(&bytes[written..]);
         drop(state);
         !self.blocked.swap(true, Ordering::AcqRel)
+    }
+
+    /// One non-blocking `send(2)` on the socket.
+    fn send(&self, bytes: &[u8]) -> io::Result<usize> {
+        self.stream.try_io(Interest::WRITABLE, || {
+            socket::send(self.stream.as_raw_fd(), bytes, MsgFlags::MSG_DONTWAIT)
+                .map_err(io::Error::from)
+        })
     }
 
     fn write_pass(&self, state: &mut WriteState, queue: &SendQueue, codec: Codec) -> Pass {
@@ -278,7 +294,7 @@ impl Direct {
 
     /// `Ok(true)` when the leftover is all written.
     fn write_leftover(&self, state: &mut WriteState) -> Result<bool, ()> {
-        match self.stream.try_write(&state.leftover) {
+        match self.send(&state.leftover) {
             Ok(n) if n == state.leftover.len() => {
                 state.leftover = Vec::new();
                 Ok(true)
@@ -322,7 +338,18 @@ impl Direct {
                 }
                 continue;
             }
-            let written = match self.stream.try_write_vectored(&slices) {
+            let sent = if total <= SMALL_WRITE {
+                let mut buf = [0u8; SMALL_WRITE];
+                let mut at = 0;
+                for s in &slices {
+                    buf[at..at + s.len()].copy_from_slice(s);
+                    at += s.len();
+                }
+                self.send(&buf[..total])
+            } else {
+                self.stream.try_write_vectored(&slices)
+            };
+            let written = match sent {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
                 Err(_) => {
