@@ -1,5 +1,6 @@
 //! Who is calling: the bearer token, verified with the same [`evd_protocol::auth`] code the
-//! engine uses, and the caller's per-user rate limit.
+//! engine uses, its role capped by the caller's current membership of the org
+//! ([`crate::membership`]), and the caller's per-user rate limit.
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -8,7 +9,8 @@ use axum::http::header;
 use axum::http::request::Parts;
 use evd_protocol::auth::{AuthError, Claims, Role};
 
-/// The verified caller. Everything they do is scoped to `claims.org`.
+/// The verified caller, with the role their membership allows now. Everything they do is scoped
+/// to `claims.org`.
 #[derive(Debug, Clone)]
 pub struct Caller(pub Claims);
 
@@ -71,6 +73,7 @@ impl FromRequestParts<AppState> for Caller {
             .verify(token)
             .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
         state.rate_limiter.check(&claims.org, &claims.sub)?;
+        let claims = state.membership.cap(claims).await.map_err(ApiError::from)?;
         Ok(Caller(claims))
     }
 }

@@ -180,6 +180,13 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound => ApiError::NotFound("resource"),
             StoreError::Conflict(c) => ApiError::Conflict(c),
             StoreError::Invalid { field, message } => ApiError::field(field, message),
+            // Every tenant row refers to its org: a write for an org that was never created.
+            StoreError::Database(e)
+                if e.as_database_error()
+                    .is_some_and(|d| d.is_foreign_key_violation()) =>
+            {
+                ApiError::NotFound("org")
+            }
             e => ApiError::Internal(e),
         }
     }

@@ -19,6 +19,7 @@ pub mod clock;
 pub mod cors;
 pub mod error;
 pub mod extract;
+pub mod membership;
 pub mod model;
 pub mod openapi;
 pub mod rate_limit;

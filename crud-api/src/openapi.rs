@@ -18,7 +18,7 @@ use utoipa::{Modify, OpenApi};
     servers((url = "/api/v1")),
     paths(
         orgs::create_org, orgs::get_org, orgs::list_members, orgs::add_member,
-        orgs::set_member_role, orgs::remove_member,
+        orgs::set_member_role, orgs::remove_member, orgs::disconnect_user,
         events::list_events, events::create_event, events::get_event, events::update_event,
         events::delete_event, events::list_sessions, events::create_session,
         sessions::get_session, sessions::update_session, sessions::delete_session,

@@ -36,6 +36,13 @@ pub struct Settings {
     pub jwt: JwtSettings,
     /// Which other web origins may call the API (and, in the engine, open `/ws`).
     pub cors: CorsSettings,
+    /// How long a member's role (which caps their token's) is trusted once read, seconds:
+    /// removing a member or lowering their role takes effect on REST and on the sockets within
+    /// this long (the engine also acts at once on the change's outbox event). Ten seconds is one
+    /// lookup per staff user per ten seconds, and soon enough for a removal.
+    pub membership_cache_secs: u64,
+    /// Most memberships held in that cache: one per staff user active in the time above.
+    pub membership_cache_entries: u64,
 }
 
 impl Default for Settings {
@@ -50,6 +57,8 @@ impl Default for Settings {
             rate_limit: RateLimitSettings::default(),
             jwt: JwtSettings::default(),
             cors: CorsSettings::default(),
+            membership_cache_secs: 10,
+            membership_cache_entries: 100_000,
         }
     }
 }
@@ -66,6 +75,8 @@ impl fmt::Debug for Settings {
             .field("rate_limit", &self.rate_limit)
             .field("jwt", &self.jwt)
             .field("cors", &self.cors)
+            .field("membership_cache_secs", &self.membership_cache_secs)
+            .field("membership_cache_entries", &self.membership_cache_entries)
             .finish()
     }
 }

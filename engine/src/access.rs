@@ -1,5 +1,8 @@
 //! [`TicketAuthorizer`]: room access from the claims, else from the attendee's tickets.
 //!
+//! The claims' role is first capped by the user's current membership of the org
+//! ([`MembershipCache`]): an organizer removed from the org joins as an attendee would.
+//!
 //! The claims decide when they can (own `user:` room; staff; the `rooms` grant, which stays the
 //! fast path). Otherwise an attendee may join `session:<id>` holding a ticket for it, or
 //! `event:<id>` holding a ticket for any of its sessions. Answers are cached: a grant for
@@ -8,6 +11,7 @@
 
 use crate::auth::{Authorizer, AuthzError, ClaimsAuthorizer};
 use async_trait::async_trait;
+use evd_api::membership::MembershipCache;
 use evd_api::store::Store;
 use evd_protocol::RoomName;
 use evd_protocol::auth::Claims;
@@ -25,6 +29,7 @@ type Key = (String, String, String);
 /// Claims first, then tickets from the store, cached.
 pub struct TicketAuthorizer {
     store: Arc<dyn Store>,
+    membership: MembershipCache,
     granted: Cache<Key, ()>,
     refused: Cache<Key, ()>,
 }
@@ -36,10 +41,15 @@ impl std::fmt::Debug for TicketAuthorizer {
 }
 
 impl TicketAuthorizer {
-    /// Grants are trusted for `grant_ttl`.
-    pub fn new(store: Arc<dyn Store>, grant_ttl: Duration) -> TicketAuthorizer {
+    /// Grants are trusted for `grant_ttl`; roles are capped by `membership`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        membership: MembershipCache,
+        grant_ttl: Duration,
+    ) -> TicketAuthorizer {
         TicketAuthorizer {
             store,
+            membership,
             granted: Cache::builder()
                 .max_capacity(CACHE_ENTRIES)
                 .time_to_live(grant_ttl)
@@ -55,6 +65,17 @@ impl TicketAuthorizer {
 #[async_trait]
 impl Authorizer for TicketAuthorizer {
     async fn can_join(&self, claims: &Claims, room: &RoomName) -> Result<(), AuthzError> {
+        let capped;
+        let claims = if claims.role.is_staff() {
+            capped = self
+                .membership
+                .cap(claims.clone())
+                .await
+                .map_err(|e| AuthzError::Unavailable(e.to_string()))?;
+            &capped
+        } else {
+            claims
+        };
         match ClaimsAuthorizer::decide(claims, room) {
             Some(true) => return Ok(()),
             Some(false) => return Err(AuthzError::Forbidden(room.to_string())),

@@ -5,6 +5,10 @@
 //! The body is `{"user", "role", "org"?, "tier"?, "rooms"?, "ttl_secs"?}`; the answer
 //! `{"token", "user", "org", "role", "expires_at"}` (unix seconds). Bad input is a 400
 //! `{"error": "bad_request", "field", "message"}` naming the field.
+//!
+//! With a store, the sign-in also makes the token true there: it creates the org if it has no
+//! row (every tenant row refers to its org) and makes the user a member with the role asked for
+//! (a token's role is capped by the member's).
 
 use crate::clock::unix_ms;
 use axum::Router;
@@ -14,6 +18,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use evd_api::store::Store;
 use evd_protocol::RoomName;
 use evd_protocol::auth::{Claims, JwtSettings, Role, Tier};
 use evd_protocol::room::{IdError, MAX_ID_LEN, validate_id};
@@ -41,16 +46,25 @@ pub const MAX_BODY_BYTES: usize = 32 * 1024;
 /// The fields a request may carry.
 const FIELDS: [&str; 6] = ["user", "role", "org", "tier", "rooms", "ttl_secs"];
 
-/// The route, signing with `jwt`. Mount it only when `jwt.uses_dev_secret()`.
-pub fn router(jwt: JwtSettings) -> Router {
+/// The route, signing with `jwt` and enrolling in `store` when given. Mount it only when
+/// `jwt.uses_dev_secret()`.
+pub fn router(jwt: JwtSettings, store: Option<Arc<dyn Store>>) -> Router {
     let jwt = Arc::new(jwt);
     Router::new()
         .route(
             PATH,
             post(
                 move |headers: HeaderMap, body: Result<Bytes, BytesRejection>| {
-                    let jwt = Arc::clone(&jwt);
-                    async move { mint(&jwt, &headers, body) }
+                    let (jwt, store) = (Arc::clone(&jwt), store.clone());
+                    async move {
+                        match mint(&jwt, &headers, body) {
+                            Ok((request, answer)) => match store {
+                                Some(store) => enroll(&*store, &request, answer).await,
+                                None => answer,
+                            },
+                            Err(refused) => *refused,
+                        }
+                    }
                 },
             ),
         )
@@ -84,41 +98,72 @@ impl BadField {
     }
 }
 
-fn mint(jwt: &JwtSettings, headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+/// Creates the org and the membership the token names, then answers with it.
+async fn enroll(store: &dyn Store, request: &Request, answer: Response) -> Response {
+    match store
+        .enroll(&request.org, &request.user, request.role)
+        .await
+    {
+        Ok(()) => answer,
+        Err(e) => {
+            tracing::error!(error = %e, "development sign-in could not enroll the user");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                None,
+                "the org or membership could not be stored",
+            )
+        }
+    }
+}
+
+/// The signed request and its answer, or the refusal.
+fn mint(
+    jwt: &JwtSettings,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(Request, Response), Box<Response>> {
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
     if !is_json {
-        return error(
+        return Err(Box::new(error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             None,
             "send the body as `Content-Type: application/json`",
-        );
+        )));
     }
     let body = match body {
         Ok(b) => b,
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return error(
+            return Err(Box::new(error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too_large",
                 None,
                 &format!("the body is over {MAX_BODY_BYTES} bytes"),
-            );
+            )));
         }
-        Err(e) => return error(e.status(), "bad_request", None, &e.body_text()),
+        Err(e) => {
+            return Err(Box::new(error(
+                e.status(),
+                "bad_request",
+                None,
+                &e.body_text(),
+            )));
+        }
     };
     let request = match parse(&body) {
         Ok(r) => r,
         Err(bad) => {
-            return error(
+            return Err(Box::new(error(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
                 Some(&bad.field),
                 &bad.message,
-            );
+            )));
         }
     };
     let now = u64::try_from(unix_ms() / 1000).unwrap_or(0);
@@ -130,7 +175,7 @@ fn mint(jwt: &JwtSettings, headers: &HeaderMap, body: Result<Bytes, BytesRejecti
         request.ttl_secs,
     );
     claims.tier = request.tier;
-    claims.rooms = request.rooms;
+    claims.rooms = request.rooms.clone();
     let expires_at = claims.exp;
     match jwt.mint(claims) {
         Ok(token) => {
@@ -141,20 +186,21 @@ fn mint(jwt: &JwtSettings, headers: &HeaderMap, body: Result<Bytes, BytesRejecti
                 "role": request.role.as_str(),
                 "expires_at": expires_at,
             });
-            (
+            let answer = (
                 [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
                 axum::Json(body),
             )
-                .into_response()
+                .into_response();
+            Ok((request, answer))
         }
         Err(e) => {
             tracing::error!(error = %e, "development sign-in could not mint a token");
-            error(
+            Err(Box::new(error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
                 None,
                 "the token could not be signed",
-            )
+            )))
         }
     }
 }

@@ -12,7 +12,7 @@ use crate::presence::redis::RedisPresence;
 use crate::session::{self, echo};
 use crate::settings::Settings;
 use crate::shutdown::Shutdown;
-use crate::upgrade::{configure, foreign_origin_refusal, refusal, refuse};
+use crate::upgrade::{ban_refusal, configure, foreign_origin_refusal, refusal, refuse};
 use crate::{dev_token, page, socketio_http};
 use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
@@ -188,7 +188,7 @@ pub async fn serve_with(
     if let Some(state) = api {
         router = router
             .merge(evd_api::app(state))
-            .merge(browser_routes(&node.settings));
+            .merge(browser_routes(&node));
     }
     let app = router.into_make_service_with_connect_info::<SocketAddr>();
     let tls = &node.settings.tls;
@@ -278,7 +278,8 @@ pub async fn serve_with(
 /// The page and its `/config.json`, and `POST /dev/token` while the development secret is in
 /// use, with CORS for `cors.allowed_origins` (a page served elsewhere in development may sign in
 /// here).
-fn browser_routes(settings: &Settings) -> Router {
+fn browser_routes(node: &Node) -> Router {
+    let settings = &node.settings;
     let mut routes = page::router(settings);
     if settings.api.jwt.uses_dev_secret() {
         tracing::warn!(
@@ -286,7 +287,8 @@ fn browser_routes(settings: &Settings) -> Router {
             "development sign-in is open: anyone who reaches this server can mint a token; set \
              EVD_JWT_SECRET to close it"
         );
-        routes = routes.merge(dev_token::router(settings.api.jwt.clone()));
+        let store = node.live.as_ref().map(|live| Arc::clone(&live.store));
+        routes = routes.merge(dev_token::router(settings.api.jwt.clone(), store));
     }
     routes.layer(evd_api::cors::layer(&settings.api.cors))
 }
@@ -335,6 +337,9 @@ async fn ws(
             return refuse(StatusCode::UNAUTHORIZED, "unauthorized", &e.to_string());
         }
     };
+    if let Some(refused) = ban_refusal(&node, &claims.org, &claims.sub).await {
+        return refused;
+    }
     let (mut parts, _body) = request.into_parts();
     let (codec, protocol) = negotiate(&headers);
     if !behind_tls(&node.settings) {

@@ -35,6 +35,23 @@ pub fn foreign_origin_refusal(node: &Node, headers: &HeaderMap, uri: &Uri) -> Op
     ))
 }
 
+/// The refusal of a user an organizer banned from the org (403 `banned`, `Retry-After` the
+/// seconds until the ban ends); `None` when no ban is in force.
+pub async fn ban_refusal(node: &Node, org: &str, user: &str) -> Option<Response> {
+    let until = node.bans.as_ref()?.banned_until(org, user).await?;
+    node.metrics.rejected("banned");
+    let mut resp = refuse(
+        StatusCode::FORBIDDEN,
+        "banned",
+        &format!("an organizer banned this user from the org until {until} (unix ms)"),
+    );
+    let secs = (until - crate::clock::unix_ms() + 999).max(1000) / 1000;
+    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    Some(resp)
+}
+
 /// The answer to an admission refusal (503 draining or full, 429 with `Retry-After`).
 pub fn refusal(node: &Node, r: Refusal) -> Response {
     match r {

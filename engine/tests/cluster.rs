@@ -495,7 +495,10 @@ async fn poll_results_across_nodes_do_not_multiply() {
     let mut members = Vec::new();
     for (i, node) in nodes.iter().enumerate() {
         for j in 0..2 {
-            let mut c = connect(&node.url, &format!("m{i}{j}"), &org).await;
+            // Attendees with a grant: the org exists, so an organizer's token would be capped
+            // by a membership these users do not have.
+            let token = api.token_with(&format!("m{i}{j}"), &org, Role::Attendee, None, &[&room]);
+            let mut c = Client::connect(&node.url, &token, Codec::Json).await;
             joined(c.join(&room, 0, None).await);
             members.push(c);
         }
@@ -544,6 +547,83 @@ async fn poll_results_across_nodes_do_not_multiply() {
                 "member {n}: tallies never go back: {results:?}"
             );
         }
+    }
+}
+
+/// An organizer's disconnect closes the user's sockets on every node (`DISCONNECTED`, then 4504),
+/// and its ban refuses their reconnect on either node until it ends; then they are let back in.
+/// Needs PostgreSQL too (the nodes share the store, whose outbox tells every node).
+#[tokio::test]
+async fn a_disconnect_closes_a_users_sockets_on_every_node_and_its_ban_holds_on_each() {
+    let Some(url) = service("EVD_TEST_REDIS_CLUSTER") else {
+        return;
+    };
+    let Some(db) = evd_api::test_util::TestDb::postgres("cluster").await else {
+        return;
+    };
+    let tag = fastrand::u32(..);
+    let nodes = [
+        start_node(&url, &format!("d0-{tag}"), "serve", &db.url).await,
+        start_node(&url, &format!("d1-{tag}"), "serve", &db.url).await,
+    ];
+    let api = nodes[0].remote();
+    let org = org();
+    let (owner, _event, _session) = api.seed(&org, "olive", 10).await;
+    let troll = api.token_with("troll", &org, Role::Attendee, None, &[]);
+    let mut socks = Vec::new();
+    for node in &nodes {
+        socks.push(Client::connect(&node.url, &troll, Codec::Json).await);
+    }
+    let mut bystander = Client::connect(
+        &nodes[1].url,
+        &api.token_with("ann", &org, Role::Attendee, None, &[]),
+        Codec::Json,
+    )
+    .await;
+
+    let (status, body) = api
+        .rest(
+            reqwest::Method::POST,
+            &format!("/orgs/{org}/users/troll/disconnect"),
+            &owner,
+            Some(serde_json::json!({"reason": "abuse", "ban_secs": 3})),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let until = body["banned_until"].as_i64().unwrap();
+    for (n, c) in socks.iter_mut().enumerate() {
+        let (events, close) = c.events_until_close().await;
+        assert!(
+            events.iter().any(|e| matches!(e,
+                Event::Disconnected(d) if d.reason.as_deref() == Some("abuse")
+                    && d.banned_until == Some(until))),
+            "node {n}: {events:?}"
+        );
+        assert_eq!(
+            close.map(|f| u16::from(f.code)),
+            Some(evd_protocol::CloseCode::Disconnected.code()),
+            "node {n}"
+        );
+    }
+    assert!(matches!(
+        request(&mut bystander, Op::Ping(evd_protocol::op::Ping {})).await,
+        Ok(Event::Pong(_))
+    ));
+    for node in &nodes {
+        let refused = try_connect(&node.url, Some(&troll), &[], None)
+            .await
+            .expect_err("banned on every node");
+        assert_eq!(refused.status, 403, "{}", refused.body);
+        assert!(refused.body.contains("\"banned\""), "{}", refused.body);
+    }
+    let wait = u64::try_from(until - evd_engine::clock::unix_ms()).unwrap_or(0);
+    tokio::time::sleep(Duration::from_millis(wait + 200)).await;
+    for node in &nodes {
+        let mut back = Client::connect(&node.url, &troll, Codec::Json).await;
+        assert!(matches!(
+            request(&mut back, Op::Ping(evd_protocol::op::Ping {})).await,
+            Ok(Event::Pong(_))
+        ));
     }
 }
 

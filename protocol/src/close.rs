@@ -33,11 +33,14 @@ pub enum CloseCode {
     TokenExpired = 4501,
     /// 4503: forbidden.
     Forbidden = 4503,
+    /// 4504: an organizer disconnected this user (`DISCONNECTED` came first, with the reason
+    /// and any ban). Reconnect only when the user acts, not on a timer.
+    Disconnected = 4504,
 }
 
 impl CloseCode {
     /// Every code, for docs and exhaustive tests.
-    pub const ALL: [CloseCode; 12] = [
+    pub const ALL: [CloseCode; 13] = [
         CloseCode::Normal,
         CloseCode::ProtocolError,
         CloseCode::InvalidPayload,
@@ -50,6 +53,7 @@ impl CloseCode {
         CloseCode::ProtocolViolation,
         CloseCode::TokenExpired,
         CloseCode::Forbidden,
+        CloseCode::Disconnected,
     ];
 
     /// The numeric code.
@@ -77,6 +81,7 @@ impl CloseCode {
             CloseCode::ProtocolViolation => "protocol_violation",
             CloseCode::TokenExpired => "token_expired",
             CloseCode::Forbidden => "forbidden",
+            CloseCode::Disconnected => "disconnected",
         }
     }
 
@@ -110,6 +115,8 @@ mod tests {
         assert!(CloseCode::ShuttingDown.should_reconnect());
         assert!(!CloseCode::TokenExpired.should_reconnect());
         assert!(!CloseCode::ProtocolViolation.should_reconnect());
+        assert!(!CloseCode::Disconnected.should_reconnect());
+        assert_eq!(CloseCode::from_code(4504), Some(CloseCode::Disconnected));
         assert_eq!(CloseCode::from_code(4999), None);
     }
 }

@@ -18,7 +18,8 @@ pub enum Event {
     /// Reply to `join_room`.
     #[serde(rename = "ROOM_JOINED")]
     RoomJoined(RoomJoined),
-    /// Reply to `leave_room`.
+    /// Reply to `leave_room`; also sent unasked (with `reason`) when the server takes the
+    /// connection out of a room it may no longer join.
     #[serde(rename = "ROOM_LEFT")]
     RoomLeft(RoomLeft),
     /// Success reply to an op that has no richer reply.
@@ -69,6 +70,12 @@ pub enum Event {
     /// The connection's token expires soon; send `refresh` before it does.
     #[serde(rename = "TOKEN_EXPIRING")]
     TokenExpiring(TokenExpiring),
+    /// The user's role in the org changed, or they were removed (sent to `user:<id>`).
+    #[serde(rename = "MEMBERSHIP_CHANGED")]
+    MembershipChanged(MembershipChanged),
+    /// An organizer disconnected this user; a close with 4504 follows (sent to `user:<id>`).
+    #[serde(rename = "DISCONNECTED")]
+    Disconnected(Disconnected),
 }
 
 impl Event {
@@ -94,6 +101,8 @@ impl Event {
             Event::SessionUpdated(_) => "SESSION_UPDATED",
             Event::TokenRefreshed(_) => "TOKEN_REFRESHED",
             Event::TokenExpiring(_) => "TOKEN_EXPIRING",
+            Event::MembershipChanged(_) => "MEMBERSHIP_CHANGED",
+            Event::Disconnected(_) => "DISCONNECTED",
         }
     }
 
@@ -107,6 +116,8 @@ impl Event {
             Event::WaitlistOffer(e) => &mut e.outbox_id,
             Event::WaitlistUpdate(e) => &mut e.outbox_id,
             Event::SessionUpdated(e) => &mut e.outbox_id,
+            Event::MembershipChanged(e) => &mut e.outbox_id,
+            Event::Disconnected(e) => &mut e.outbox_id,
             _ => return,
         };
         *slot = Some(id);
@@ -195,6 +206,11 @@ pub struct RoomLeft {
     pub r#ref: Option<Ref>,
     /// The room left.
     pub room: String,
+    /// Set only when the server took the connection out of the room unasked: `revoked` when
+    /// the user may no longer join it (their role was lowered or they were removed from the
+    /// org). Such a `ROOM_LEFT` has no `ref`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// `ACK`. Which optional field is set depends on the op.
@@ -468,4 +484,36 @@ pub struct TokenExpiring {
     /// The token's `exp`, unix ms. Without a `refresh`, the connection is closed with 4501 once
     /// this is past by the server's allowed clock skew.
     pub expires_at: i64,
+}
+
+/// `MEMBERSHIP_CHANGED`: the user's membership of the org changed (sent to `user:<id>`). Rooms
+/// the user may no longer join are left, each with a `ROOM_LEFT {reason: "revoked"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MembershipChanged {
+    /// The member's user id.
+    pub user: String,
+    /// Their role now; absent when they were removed from the org.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<crate::auth::Role>,
+    /// The outbox row this was relayed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbox_id: Option<i64>,
+}
+
+/// `DISCONNECTED`: an organizer disconnected this user from the org; every connection of theirs
+/// to it is closed with 4504 right after (sent to `user:<id>`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Disconnected {
+    /// The user id.
+    pub user: String,
+    /// The organizer's reason, if they gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Until when, unix ms, new connections of this user to the org are refused (403 `banned`);
+    /// absent when there is no ban.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub banned_until: Option<i64>,
+    /// The outbox row this was relayed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbox_id: Option<i64>,
 }

@@ -14,6 +14,7 @@
 //! Long (about 480 lines) because it is the store's face: the contract traits every backend
 //! implements, the pools, and the transaction helpers every store file uses.
 
+mod access;
 mod chat;
 mod events;
 mod idempotency;
@@ -29,6 +30,7 @@ mod sweep;
 mod tickets;
 mod waitlist;
 
+pub use access::{AccessStore, Disconnect, Membership};
 pub use chat::{ChatStore, NewChatMessage};
 pub use events::{EventPatch, EventQuery, EventStore, NewEvent};
 pub use idempotency::{
@@ -97,6 +99,7 @@ macro_rules! store_of {
 store_of!(
     Health,
     OrgStore,
+    AccessStore,
     EventStore,
     SessionStore,
     TicketStore,

@@ -1,5 +1,6 @@
 //! Orgs and their members.
 
+use super::access::notify_membership;
 use super::paging::next_cursor;
 use super::sql::args;
 use super::{Conflict, Result, SqlStore, StoreError};
@@ -131,7 +132,10 @@ impl OrgStore for SqlStore {
                 args![org, user, role.as_str(), self.now()],
             )
             .await?;
-        self.commit(tx, false).await?;
+        if role < current {
+            notify_membership(&mut tx, org, user, Some(role), self.now()).await?;
+        }
+        self.commit(tx, role < current).await?;
         Ok(member)
     }
 
@@ -146,7 +150,8 @@ impl OrgStore for SqlStore {
             args![org, user],
         )
         .await?;
-        self.commit(tx, false).await
+        notify_membership(&mut tx, org, user, None, self.now()).await?;
+        self.commit(tx, true).await
     }
 }
 

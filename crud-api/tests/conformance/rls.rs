@@ -8,7 +8,7 @@ use evd_protocol::auth::Role;
 use serde_json::json;
 use sqlx::{PgPool, Row};
 
-const TENANT_TABLES: [&str; 15] = [
+const TENANT_TABLES: [&str; 16] = [
     "orgs",
     "members",
     "events",
@@ -24,6 +24,7 @@ const TENANT_TABLES: [&str; 15] = [
     "chat_messages",
     "outbox",
     "idempotency_keys",
+    "bans",
 ];
 
 struct Seeded {

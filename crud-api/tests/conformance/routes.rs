@@ -16,6 +16,9 @@ on_both_backends!(
     attendees_see_published_events_only,
     sessions_form_an_ordered_agenda_and_reach_the_outbox,
     errors_are_problem_documents,
+    a_removed_or_demoted_member_gets_403_within_the_cache_time,
+    disconnects_are_for_staff_and_record_their_ban,
+    foreign_keys_refuse_rows_of_an_org_that_does_not_exist,
 );
 
 async fn org_creator_becomes_owner_and_manages_members(app: TestApp) {
@@ -551,4 +554,194 @@ async fn errors_are_problem_documents(app: TestApp) {
         )
         .await;
     assert_eq!(headers["x-request-id"], "abc-123");
+}
+
+async fn a_removed_or_demoted_member_gets_403_within_the_cache_time(app: TestApp) {
+    let owner = app.token("alice", "acme", Role::Owner);
+    app.post("/orgs", &owner, json!({"id": "acme", "name": "Acme"}))
+        .await;
+    for user in ["bob", "dan"] {
+        let (status, _) = app
+            .post(
+                "/orgs/acme/members",
+                &owner,
+                json!({"user_id": user, "role": "organizer"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    // A second API process over the same store: it hears of no change but through its cache.
+    let cache_secs = 1;
+    let other = evd_api::app(
+        evd_api::AppState::new(
+            app.store.clone(),
+            &evd_api::settings::Settings {
+                membership_cache_secs: cache_secs,
+                ..crate::common::settings()
+            },
+        )
+        .unwrap(),
+    );
+    let members_of = |token: String| {
+        Request::builder()
+            .uri("/api/v1/orgs/acme/members")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    let status_on_other = |token: String| {
+        let other = other.clone();
+        async move {
+            tower::ServiceExt::oneshot(other, members_of(token))
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let bob = app.token("bob", "acme", Role::Organizer);
+    let dan = app.token("dan", "acme", Role::Organizer);
+    assert_eq!(status_on_other(bob.clone()).await, StatusCode::OK);
+    assert_eq!(status_on_other(dan.clone()).await, StatusCode::OK);
+
+    let (status, _) = app.delete("/orgs/acme/members/bob", &owner).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = app
+        .patch(
+            "/orgs/acme/members/dan",
+            &owner,
+            json!({"role": "attendee"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // The process that made the change knows at once.
+    assert_eq!(
+        app.get("/orgs/acme/members", &bob).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        app.get("/orgs/acme/members", &dan).await.0,
+        StatusCode::FORBIDDEN
+    );
+    // The other within its cache time (polled, with slack for a slow machine).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(cache_secs + 5);
+    for token in [bob, dan] {
+        loop {
+            let status = status_on_other(token.clone()).await;
+            if status == StatusCode::FORBIDDEN {
+                break;
+            }
+            assert_eq!(status, StatusCode::OK);
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still allowed after the cache time"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+    // The owner is untouched; an org the store does not know keeps its tokens' roles.
+    assert_eq!(
+        app.get("/orgs/acme/members", &owner).await.0,
+        StatusCode::OK
+    );
+}
+
+async fn disconnects_are_for_staff_and_record_their_ban(app: TestApp) {
+    use evd_api::store::{AccessStore, OutboxStore};
+    let (owner, _, _) = app.seed("acme", "alice", 5).await;
+    let attendee = app.token("carol", "acme", Role::Attendee);
+    let path = "/orgs/acme/users/troll/disconnect";
+    assert_eq!(
+        app.post(path, &attendee, json!({})).await.0,
+        StatusCode::FORBIDDEN
+    );
+    for bad in [
+        json!({"ban_secs": 0}),
+        json!({"ban_secs": 2_592_001}),
+        json!({"reason": "x".repeat(201)}),
+        json!({"why": "?"}),
+    ] {
+        let (status, body) = app.post(path, &owner, bad.clone()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {body}");
+    }
+    // Another org's path is another org.
+    let (status, _) = app
+        .post("/orgs/org-b/users/troll/disconnect", &owner, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (status, body) = app.post(path, &owner, json!({"reason": "spam"})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body, json!({"user_id": "troll"}));
+    assert_eq!(app.store.banned_until("acme", "troll").await.unwrap(), None);
+
+    let (status, body) = app
+        .post(path, &owner, json!({"reason": "spam", "ban_secs": 60}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let until = crate::common::START_MS + 60_000;
+    assert_eq!(body["banned_until"], until);
+    assert_eq!(
+        app.store.banned_until("acme", "troll").await.unwrap(),
+        Some(until)
+    );
+    assert_eq!(app.store.banned_until("acme", "ann").await.unwrap(), None);
+    app.clock.advance(61_000);
+    assert_eq!(app.store.banned_until("acme", "troll").await.unwrap(), None);
+
+    // Both reached the user's room through the outbox.
+    let rows = app.store.list_outbox(0, 100).await.unwrap();
+    let sent: Vec<_> = rows
+        .iter()
+        .filter(|r| r.kind == "DISCONNECTED")
+        .map(|r| (r.room.as_str(), r.payload.0["banned_until"].as_i64()))
+        .collect();
+    assert_eq!(sent, [("user:troll", None), ("user:troll", Some(until))]);
+}
+
+async fn foreign_keys_refuse_rows_of_an_org_that_does_not_exist(app: TestApp) {
+    use evd_api::store::{AccessStore, Disconnect, StoreError};
+    // A staff token of an org that was never created writes nothing.
+    let ghost = app.token("gus", "ghost", Role::Organizer);
+    let (status, body) = app
+        .post(
+            "/events",
+            &ghost,
+            json!({"name": "Orphan", "status": "draft",
+                   "starts_at": "2026-12-01T09:00:00Z", "ends_at": "2026-12-01T10:00:00Z"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("org"), "{body}");
+    let (_, page) = app.get("/events", &ghost).await;
+    assert_eq!(page["items"], json!([]));
+    // The outbox and the bans refer to their org too.
+    let d = Disconnect {
+        by: "gus".into(),
+        reason: None,
+        ban: Some(std::time::Duration::from_secs(60)),
+    };
+    match app.store.disconnect_user("ghost", "troll", &d).await {
+        Err(StoreError::Database(e)) => assert!(
+            e.as_database_error()
+                .is_some_and(|d| d.is_foreign_key_violation()),
+            "{e}"
+        ),
+        other => panic!("an orphan ban was written: {other:?}"),
+    }
+    let d = Disconnect { ban: None, ..d };
+    assert!(
+        app.store
+            .disconnect_user("ghost", "troll", &d)
+            .await
+            .is_err()
+    );
+    // Once the org exists, the same writes go through.
+    app.post("/orgs", &ghost, json!({"id": "ghost", "name": "Ghost"}))
+        .await;
+    assert!(
+        app.store
+            .disconnect_user("ghost", "troll", &d)
+            .await
+            .is_ok()
+    );
 }

@@ -51,7 +51,16 @@ async fn two_hundred_buyers_for_fifty_seats_get_fifty_tickets(app: TestApp) {
 }
 
 async fn retries_with_one_idempotency_key_make_one_ticket(app: TestApp) {
-    let (_, _, session) = app.seed("acme", "alice", 10).await;
+    let (owner, _, session) = app.seed("acme", "alice", 10).await;
+    // Bob is an organizer too (his organizer token below is capped by his membership).
+    let (status, _) = app
+        .post(
+            "/orgs/acme/members",
+            &owner,
+            json!({"user_id": "bob", "role": "organizer"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
     let app = Arc::new(app);
     let token = app.token("bob", "acme", Role::Attendee);
     let path = format!("/sessions/{session}/tickets");

@@ -369,6 +369,16 @@ impl Hub {
             .map_or(0, |r| r.members.len())
     }
 
+    /// The local members of `room` (for a `user:` room, that user's connections here).
+    pub fn local_conns(&self, room: &RoomKey) -> Vec<Arc<Conn>> {
+        self.shard(room)
+            .lock()
+            .rooms
+            .get(room)
+            .map(|r| r.members.values().map(|m| Arc::clone(&m.conn)).collect())
+            .unwrap_or_default()
+    }
+
     /// Rooms with a local member.
     pub fn rooms(&self) -> usize {
         self.shards.iter().map(|s| s.lock().rooms.len()).sum()

@@ -1,6 +1,9 @@
 //! Building a [`Node`]: the parts with more than one implementation (broker, presence,
 //! authorizer, store) plugged in, defaults for the rest, and the node's background tasks started.
 
+use super::bans::Bans;
+use super::revocation::{self, ControlTap};
+use super::staff::StaffConns;
 use super::{Node, ROOM_LOCK_STRIPES, tasks};
 use crate::access::TicketAuthorizer;
 use crate::auth::{Authorizer, ClaimsAuthorizer};
@@ -14,6 +17,7 @@ use crate::presence::Presence;
 use crate::presence::memory::MemoryPresence;
 use crate::settings::Settings;
 use crate::shutdown::Shutdown;
+use evd_api::membership::MembershipCache;
 use evd_api::store::SqlStore;
 use evd_protocol::auth::JwtConfigError;
 use governor::{Quota, RateLimiter};
@@ -105,7 +109,8 @@ impl NodeBuilder {
         let shards = std::thread::available_parallelism()
             .map_or(HUB_SHARDS_PER_CORE, |n| n.get() * HUB_SHARDS_PER_CORE);
         let hub = Arc::new(Hub::new(shards, Arc::clone(&stats), metrics.clone()));
-        let handler: Arc<dyn BrokerHandler> = hub.clone();
+        let (tap, access_changes) = ControlTap::new(Arc::clone(&hub));
+        let handler: Arc<dyn BrokerHandler> = Arc::new(tap);
         let broker = match self.broker {
             Some(factory) => factory(&id, handler, &shutdown),
             None => {
@@ -120,18 +125,25 @@ impl NodeBuilder {
             let burst = NonZeroU32::new(settings.limits.conn_burst_per_ip).unwrap_or(rate);
             RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
         });
-        let (live, store_authorizer) = match self.store {
+        let (live, store_authorizer, membership, bans) = match self.store {
             Some(sql) => {
                 let postgres = sql.postgres_pool().cloned();
                 let store: Arc<dyn evd_api::store::Store> = sql;
                 crate::relay::spawn(Arc::clone(&store), postgres, Arc::clone(&broker), &shutdown);
                 let grant_ttl = Duration::from_millis(settings.ticket_cache_ms);
-                let authorizer: Arc<dyn Authorizer> =
-                    Arc::new(TicketAuthorizer::new(Arc::clone(&store), grant_ttl));
+                let access_ttl = Duration::from_secs(settings.api.membership_cache_secs);
+                let entries = settings.api.membership_cache_entries;
+                let membership = MembershipCache::new(Arc::clone(&store), access_ttl, entries);
+                let bans = Bans::new(Arc::clone(&store), access_ttl, entries);
+                let authorizer: Arc<dyn Authorizer> = Arc::new(TicketAuthorizer::new(
+                    Arc::clone(&store),
+                    membership.clone(),
+                    grant_ttl,
+                ));
                 let live = Live::spawn(store, Arc::clone(&broker), &shutdown);
-                (Some(live), Some(authorizer))
+                (Some(live), Some(authorizer), Some(membership), Some(bans))
             }
-            None => (None, None),
+            None => (None, None, None, None),
         };
         let authorizer = self
             .authorizer
@@ -148,6 +160,9 @@ impl NodeBuilder {
                 .unwrap_or_else(|| Arc::new(MemoryPresence::default())),
             authorizer,
             live,
+            membership,
+            bans,
+            staff: StaffConns::default(),
             metrics: Arc::new(metrics),
             prometheus,
             shutdown: shutdown.clone(),
@@ -161,6 +176,7 @@ impl NodeBuilder {
             offer_catchup: Arc::new(tokio::sync::Semaphore::new(OFFER_CATCHUP_CONCURRENCY)),
         });
         shutdown.spawn(tasks::ticks(Arc::clone(&node)));
+        shutdown.spawn(revocation::run(Arc::clone(&node), access_changes));
         if let Some(every) = node.presence.heartbeat_every() {
             shutdown.spawn(tasks::presence_heartbeat(Arc::clone(&node), every));
         }

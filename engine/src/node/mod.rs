@@ -6,8 +6,11 @@
 //! never reads history before the room's subscription is in place.
 
 mod admission;
+pub mod bans;
 mod builder;
 mod offers;
+pub mod revocation;
+pub mod staff;
 mod tasks;
 
 pub use admission::{ConnPermit, Refusal};
@@ -18,7 +21,7 @@ use crate::broker::{Broker, BrokerError};
 use crate::clock::unix_ms;
 use crate::conn::direct::Direct;
 use crate::conn::queue::{Outbound, QueueStats};
-use crate::conn::{Conn, Wire, encode_for};
+use crate::conn::{Conn, Wire, encode_for, socketio_payload};
 use crate::hub::Hub;
 use crate::live::Live;
 use crate::metrics::Metrics;
@@ -26,10 +29,12 @@ use crate::presence::Presence;
 use crate::room_key::RoomKey;
 use crate::settings::Settings;
 use crate::shutdown::Shutdown;
+use evd_api::membership::MembershipCache;
 use evd_protocol::auth::{Claims, Verifier};
 use evd_protocol::bus::Body;
 use evd_protocol::event::{Hello, PresenceMember};
-use evd_protocol::{Codec, Event, RoomKind, RoomName};
+use evd_protocol::socketio::{Parser, disconnect};
+use evd_protocol::{CloseCode, Codec, Event, RoomKind, RoomName};
 use governor::DefaultKeyedRateLimiter;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::net::IpAddr;
@@ -57,6 +62,13 @@ pub struct Node {
     pub authorizer: Arc<dyn Authorizer>,
     /// Store-backed live features (polls, Q&A, the archive, offers); `None` without a store.
     pub live: Option<Live>,
+    /// Members' current roles, which cap their tokens' (shared with the authorizer); `None`
+    /// without a store.
+    pub membership: Option<MembershipCache>,
+    /// Organizers' bans, checked at the upgrade; `None` without a store.
+    pub bans: Option<bans::Bans>,
+    /// Staff connections' tokens, for re-checking their rooms when a membership changes.
+    pub staff: staff::StaffConns,
     /// Metric handles.
     pub metrics: Arc<Metrics>,
     /// Renders `/metrics`.
@@ -199,8 +211,28 @@ impl Node {
         Ok(true)
     }
 
+    /// Starts closing `conn` with `code`; with `flush`, queued events go out first. A Socket.IO
+    /// client told not to reconnect (a code from 4500 up) gets a DISCONNECT first, which its
+    /// client obeys; a close frame alone would have it reconnect.
+    pub fn close_with(&self, conn: &Conn, code: CloseCode, flush: bool) {
+        if flush && conn.wire == Wire::SocketIo && !code.should_reconnect() {
+            let parser = match conn.codec {
+                Codec::Json => Parser::Json,
+                Codec::MsgPack => Parser::MsgPack,
+            };
+            let item = Outbound {
+                payload: socketio_payload(disconnect(parser)),
+                published_at: None,
+            };
+            let _ = conn.queue.push(item, &self.stats);
+        }
+        let dropped = conn.close(code, flush, &self.stats);
+        self.metrics.queue_drops.increment(dropped as u64);
+    }
+
     /// Leaves every room of a closing connection.
     pub async fn close_conn(&self, conn: &Conn) {
+        self.staff.forget(conn.id);
         for room in conn.rooms() {
             self.exit(conn, &room).await;
         }

@@ -20,13 +20,12 @@ pub use error::OpError;
 pub use ops::PendingReply;
 pub use reader::{run_connection, run_direct};
 
-use crate::conn::{Conn, Wire, socketio_payload};
+use crate::conn::Conn;
 use crate::node::Node;
 use crate::settings::Limits;
 use evd_protocol::auth::Claims;
 use evd_protocol::event::{Event, Pong};
-use evd_protocol::socketio::{Parser, disconnect};
-use evd_protocol::{CloseCode, Codec, Op, Ref, Request};
+use evd_protocol::{CloseCode, Op, Ref, Request};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use ops::{Caller, Reply};
 use std::collections::VecDeque;
@@ -114,6 +113,7 @@ impl Session {
     pub fn new(node: Arc<Node>, conn: Arc<Conn>, claims: Claims) -> Session {
         let limits = OpLimits::new(&node.settings.limits);
         let token = token_clock(&node, &claims);
+        node.staff.track(conn.id, &claims);
         Session {
             node,
             conn,
@@ -168,19 +168,7 @@ impl Session {
     /// told not to reconnect (a code from 4500 up) gets a DISCONNECT first, which its client
     /// obeys; a close frame alone would have it reconnect.
     pub fn close(&self, code: CloseCode, flush: bool) {
-        if flush && self.conn.wire == Wire::SocketIo && !code.should_reconnect() {
-            let parser = match self.conn.codec {
-                Codec::Json => Parser::Json,
-                Codec::MsgPack => Parser::MsgPack,
-            };
-            let item = crate::conn::queue::Outbound {
-                payload: socketio_payload(disconnect(parser)),
-                published_at: None,
-            };
-            let _ = self.conn.queue.push(item, &self.node.stats);
-        }
-        let dropped = self.conn.close(code, flush, &self.node.stats);
-        self.node.metrics.queue_drops.increment(dropped as u64);
+        self.node.close_with(&self.conn, code, flush);
     }
 
     /// Runs one op and queues its reply or `ERROR`.
@@ -200,6 +188,7 @@ impl Session {
             Ok(Reply::Sent) => {}
             Ok(Reply::Refreshed { claims, reply }) => {
                 self.token = token_clock(&self.node, &claims);
+                self.node.staff.track(self.conn.id, &claims);
                 self.claims = *claims;
                 self.reply(reply);
             }

@@ -207,6 +207,22 @@ fn sample_events() -> Vec<Event> {
         Event::TokenExpiring(TokenExpiring {
             expires_at: 1_800_000_000_000,
         }),
+        Event::RoomLeft(RoomLeft {
+            r#ref: None,
+            room: "session:S1".into(),
+            reason: Some("revoked".into()),
+        }),
+        Event::MembershipChanged(MembershipChanged {
+            user: "u1".into(),
+            role: None,
+            outbox_id: Some(7),
+        }),
+        Event::Disconnected(Disconnected {
+            user: "u1".into(),
+            reason: Some("spam".into()),
+            banned_until: Some(1_800_000_000_000),
+            outbox_id: Some(8),
+        }),
     ]
 }
 

@@ -31,6 +31,16 @@ pub fn id() -> impl Strategy<Value = String> {
     .prop_map(String::from_iter)
 }
 
+/// Any role.
+pub fn role() -> impl Strategy<Value = evd_protocol::auth::Role> {
+    use evd_protocol::auth::Role;
+    prop_oneof![
+        Just(Role::Attendee),
+        Just(Role::Organizer),
+        Just(Role::Owner)
+    ]
+}
+
 pub fn room() -> impl Strategy<Value = RoomName> {
     let kind = prop_oneof![
         Just(RoomKind::Event),
@@ -176,8 +186,14 @@ pub fn event() -> impl Strategy<Value = Event> {
                 },
             )
             .boxed(),
-        (r#ref(), text())
-            .prop_map(|(r#ref, room)| Event::RoomLeft(RoomLeft { r#ref, room }))
+        (r#ref(), text(), proptest::option::of(text()))
+            .prop_map(|(r#ref, room, reason)| {
+                Event::RoomLeft(RoomLeft {
+                    r#ref,
+                    room,
+                    reason,
+                })
+            })
             .boxed(),
         (
             r#ref(),
@@ -370,6 +386,30 @@ pub fn event() -> impl Strategy<Value = Event> {
         any::<i64>()
             .prop_map(|expires_at| Event::TokenExpiring(TokenExpiring { expires_at }))
             .boxed(),
+        (text(), proptest::option::of(role()), outbox_id())
+            .prop_map(|(user, role, outbox_id)| {
+                Event::MembershipChanged(MembershipChanged {
+                    user,
+                    role,
+                    outbox_id,
+                })
+            })
+            .boxed(),
+        (
+            text(),
+            proptest::option::of(text()),
+            proptest::option::of(any::<i64>()),
+            outbox_id(),
+        )
+            .prop_map(|(user, reason, banned_until, outbox_id)| {
+                Event::Disconnected(Disconnected {
+                    user,
+                    reason,
+                    banned_until,
+                    outbox_id,
+                })
+            })
+            .boxed(),
     ])
 }
 
@@ -430,10 +470,12 @@ pub fn kind_of(v: Result<&Op, &Event>) -> &'static str {
             | Event::Reconnect(_)
             | Event::SessionUpdated(_)
             | Event::TokenRefreshed(_)
-            | Event::TokenExpiring(_) => ev.name(),
+            | Event::TokenExpiring(_)
+            | Event::MembershipChanged(_)
+            | Event::Disconnected(_) => ev.name(),
         },
     }
 }
 
 /// How many event kinds [`kind_of`] names.
-pub const EVENT_KINDS: usize = 19;
+pub const EVENT_KINDS: usize = 21;

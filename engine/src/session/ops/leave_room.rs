@@ -21,5 +21,6 @@ pub async fn apply(op: LeaveRoom, who: Caller<'_>, rooms: &Node) -> OpResult {
     Ok(Reply::Now(Event::RoomLeft(RoomLeft {
         r#ref: who.r#ref,
         room: op.room.to_string(),
+        reason: None,
     })))
 }

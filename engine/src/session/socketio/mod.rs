@@ -107,6 +107,16 @@ pub async fn open<Si, St>(
             return;
         }
     };
+    if let Some(bans) = &node.bans
+        && let Some(until) = bans.banned_until(&claims.org, &claims.sub).await
+    {
+        node.metrics.rejected("banned");
+        let message = format!("banned: an organizer banned this user from the org until {until}");
+        let refusal = socketio::connect_error(parser, socketio::NAMESPACE, &message);
+        let _ = tokio::time::timeout(REFUSAL_SEND_TIMEOUT, sink.send(frame(refusal))).await;
+        close(&mut sink, CloseCode::Disconnected).await;
+        return;
+    }
     // The client's `pid` comes back (so `socket.recovered` is true) only when the room still
     // holds every message after its offset; otherwise it gets a new one and rejoins itself.
     let recover = match recovery {
