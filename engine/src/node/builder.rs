@@ -1,7 +1,7 @@
 //! Building a [`Node`]: the parts with more than one implementation (broker, presence,
 //! authorizer, store) plugged in, defaults for the rest, and the node's background tasks started.
 
-use super::{Node, ROOM_LOCK_STRIPES, tasks};
+use super::{Node, ROOM_LOCK_STRIPES, snapshot, tasks};
 use crate::access::TicketAuthorizer;
 use crate::auth::{Authorizer, ClaimsAuthorizer};
 use crate::broker::memory::MemoryBroker;
@@ -14,6 +14,8 @@ use crate::presence::Presence;
 use crate::presence::memory::MemoryPresence;
 use crate::settings::Settings;
 use crate::shutdown::Shutdown;
+use crate::stats::StatsBoard;
+use crate::stats::memory::MemoryBoard;
 use evd_api::store::SqlStore;
 use evd_protocol::auth::JwtConfigError;
 use governor::{Quota, RateLimiter};
@@ -52,6 +54,7 @@ pub struct NodeBuilder {
     broker: Option<BrokerFactory>,
     presence: Option<Arc<dyn Presence>>,
     authorizer: Option<Arc<dyn Authorizer>>,
+    board: Option<Arc<dyn StatsBoard>>,
 }
 
 impl std::fmt::Debug for NodeBuilder {
@@ -85,6 +88,12 @@ impl NodeBuilder {
     /// Uses another authorizer (the default reads the claims only).
     pub fn authorizer(mut self, authorizer: Arc<dyn Authorizer>) -> Self {
         self.authorizer = Some(authorizer);
+        self
+    }
+
+    /// Uses another stats board for the admin view (the default is in-memory).
+    pub fn board(mut self, board: Arc<dyn StatsBoard>) -> Self {
+        self.board = Some(board);
         self
     }
 
@@ -147,6 +156,9 @@ impl NodeBuilder {
                 .presence
                 .unwrap_or_else(|| Arc::new(MemoryPresence::default())),
             authorizer,
+            board: self
+                .board
+                .unwrap_or_else(|| Arc::new(MemoryBoard::default())),
             live,
             metrics: Arc::new(metrics),
             prometheus,
@@ -166,6 +178,7 @@ impl NodeBuilder {
         }
         shutdown.spawn(tasks::upkeep(Arc::clone(&node)));
         shutdown.spawn(tasks::readiness(Arc::clone(&node)));
+        shutdown.spawn(snapshot::publish(Arc::clone(&node)));
         Ok(node)
     }
 }
@@ -188,6 +201,7 @@ impl Node {
             broker: None,
             presence: None,
             authorizer: None,
+            board: None,
         }
     }
 

@@ -8,6 +8,7 @@
 mod admission;
 mod builder;
 mod offers;
+mod snapshot;
 mod tasks;
 
 pub use admission::{ConnPermit, Refusal};
@@ -25,6 +26,7 @@ use crate::presence::Presence;
 use crate::room_key::RoomKey;
 use crate::settings::Settings;
 use crate::shutdown::Shutdown;
+use crate::stats::StatsBoard;
 use evd_protocol::auth::{Claims, Verifier};
 use evd_protocol::bus::Body;
 use evd_protocol::event::{Hello, PresenceMember};
@@ -54,6 +56,8 @@ pub struct Node {
     pub presence: Arc<dyn Presence>,
     /// Who may join which room.
     pub authorizer: Arc<dyn Authorizer>,
+    /// Where this node publishes its snapshot for the admin view, and reads every node's.
+    pub board: Arc<dyn StatsBoard>,
     /// Store-backed live features (polls, Q&A, the archive, offers); `None` without a store.
     pub live: Option<Live>,
     /// Metric handles.
