@@ -6,8 +6,8 @@
 //! - [`server`]: HTTP routes and the accept loop; [`run`] is the whole server. Beside it:
 //!   [`page`] (the browser page and `/config.json`), [`dev_token`] (development sign-in),
 //!   [`socketio_http`] (`/socket.io/`: Engine.IO's WebSocket and polling transports),
-//!   [`upgrade`] (what every WebSocket route shares) and [`origin`] (the upgrade's `Origin`
-//!   check).
+//!   [`upgrade`] (what every WebSocket route shares), [`origin`] (the upgrade's `Origin`
+//!   check) and [`admin`] (`GET /admin/stats`, the admin view's data, for org owners).
 //! - [`session`]: one connection's ops: [`session::reader`] (read loop, heartbeat, limits, close),
 //!   [`session::ops`] (one file per op), [`session::error`].
 //! - [`node`]: the node's parts, admission, and the room orchestration ops share.
@@ -18,16 +18,19 @@
 //! - [`conn`]: the transport of one connection: [`conn::queue`] (outbound, bounded in bytes)
 //!   and [`conn::writer`] (batched writes).
 //! - [`auth`]: tokens at the upgrade, and the room [`auth::Authorizer`].
+//! - [`stats`]: node snapshots for the admin view, and the board nodes publish them on
+//!   (in memory, or in Redis beside the broker).
 //! - [`clock`], [`settings`], [`metrics`], [`shutdown`]: the bottom layer.
 //!
 //! Layers import only downward: `server` → `session` → `node` → `hub` / `presence` / `live` /
-//! `relay` → `conn` / `broker` → `clock`, `settings`, `metrics`.
+//! `relay` → `conn` / `broker` / `stats` → `clock`, `settings`, `metrics`.
 //!
 //! The wire contract is the `evd-protocol` crate.
 
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod admin;
 pub mod auth;
 pub mod broker;
 pub mod clock;
@@ -49,6 +52,7 @@ pub mod session;
 pub mod settings;
 pub mod shutdown;
 pub mod socketio_http;
+pub mod stats;
 pub mod upgrade;
 
 pub use node::Node;

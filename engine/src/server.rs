@@ -1,5 +1,6 @@
 //! HTTP surface and the accept loop: `/ws`, `/socket.io/` (from [`crate::socketio_http`]),
-//! `/healthz`, `/readyz`, `/metrics` (and `/echo` in tests), served on a listener until a shutdown signal, then drained. With the REST API
+//! `/admin/stats` (from [`crate::admin`]), `/healthz`, `/readyz`, `/metrics` (and `/echo` in
+//! tests), served on a listener until a shutdown signal, then drained. With the REST API
 //! (`evd serve`) it also mounts the browser page and, on the development secret only, the
 //! development sign-in.
 
@@ -12,8 +13,9 @@ use crate::presence::redis::RedisPresence;
 use crate::session::{self, echo};
 use crate::settings::Settings;
 use crate::shutdown::Shutdown;
+use crate::stats::redis::RedisBoard;
 use crate::upgrade::{ban_refusal, configure, foreign_origin_refusal, refusal, refuse};
-use crate::{dev_token, page, socketio_http};
+use crate::{admin, dev_token, page, socketio_http};
 use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, FromRequestParts, RawQuery, Request, State};
@@ -31,11 +33,12 @@ use tokio::net::TcpListener;
 /// The engine's router. Tests call it directly; [`serve`] puts it on a socket.
 ///
 /// `/ws` answers CORS for `cors.allowed_origins`, so a page of another origin can read why a
-/// plain `GET /ws?token=…` was refused.
+/// plain `GET /ws?token=…` was refused; `/admin/stats` too, so such a page can show the view.
 pub fn app(node: Arc<Node>) -> Router {
     let cors = evd_api::cors::layer(&node.settings.api.cors);
     let mut router = Router::new()
-        .route(page::WS_PATH, any(ws).layer(cors))
+        .route(page::WS_PATH, any(ws).layer(cors.clone()))
+        .route(admin::STATS_PATH, get(admin::stats).layer(cors))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics));
@@ -128,8 +131,8 @@ async fn run_mode(
     served
 }
 
-/// Plugs the broker and presence named by `broker.url` into `builder`: nothing for `memory`,
-/// the Redis ones (connected here) otherwise. `settings.node_id` must be set for Redis.
+/// Plugs the broker, presence and stats board named by `broker.url` into `builder`: nothing
+/// for `memory`, the Redis ones (connected here) otherwise. `settings.node_id` must be set for Redis.
 pub async fn with_broker(
     builder: NodeBuilder,
     settings: &Settings,
@@ -153,10 +156,11 @@ pub async fn with_broker(
         Duration::from_millis(settings.presence.ttl_ms),
     ));
     let (history, broker_settings) = (settings.history.clone(), settings.broker.clone());
+    let board = Arc::new(RedisBoard::new(conn.client.clone()));
     let factory: BrokerFactory = Box::new(move |id, handler, shutdown| {
         RedisBroker::start(id, conn, history, broker_settings, handler, shutdown)
     });
-    Ok(builder.broker(factory).presence(presence))
+    Ok(builder.broker(factory).presence(presence).board(board))
 }
 
 /// After the drain and the listener's close, how long the process waits for its tasks (relay,

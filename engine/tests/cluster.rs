@@ -36,6 +36,10 @@ const CONVERGE: Duration = Duration::from_secs(45);
 /// The presence ttl the test nodes run with.
 const PRESENCE_TTL_MS: u64 = 3_000;
 
+/// How often the test nodes publish their admin snapshot, and how long one lives.
+const ADMIN_SNAPSHOT_EVERY_MS: u64 = 200;
+const ADMIN_SNAPSHOT_TTL_MS: u64 = 2_000;
+
 fn service(var: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(v) if !v.is_empty() => Some(v),
@@ -77,6 +81,14 @@ async fn start_node(broker: &str, id: &str, mode: &str, db: &str) -> Evd {
         .env("EVD_BROKER_PROBE_TIMEOUT_MS", "1000")
         .env("EVD_BROKER_UNSUBSCRIBE_DELAY_MS", "300")
         .env("EVD_BROKER_COMMAND_TIMEOUT_MS", "1000")
+        .env(
+            "EVD_ADMIN_SNAPSHOT_EVERY_MS",
+            ADMIN_SNAPSHOT_EVERY_MS.to_string(),
+        )
+        .env(
+            "EVD_ADMIN_SNAPSHOT_TTL_MS",
+            ADMIN_SNAPSHOT_TTL_MS.to_string(),
+        )
         .env("EVD_LOG", "info,fred=warn")
         .args([mode, "--listen", "127.0.0.1:0"]);
     Evd::spawn(cmd, Some(id)).await
@@ -625,6 +637,108 @@ async fn a_disconnect_closes_a_users_sockets_on_every_node_and_its_ban_holds_on_
             Ok(Event::Pong(_))
         ));
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The admin view across nodes.
+
+/// `GET /admin/stats` on `node` as `token`, until `done` holds; fails with the last answer after
+/// [`CONVERGE`].
+async fn admin_stats_until(
+    node: &Evd,
+    token: &str,
+    what: &str,
+    done: impl Fn(&evd_engine::stats::overview::Overview) -> bool,
+) -> evd_engine::stats::overview::Overview {
+    let url = format!("http://{}/admin/stats", node.addr());
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        let resp = reqwest::Client::new()
+            .get(&url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let v: evd_engine::stats::overview::Overview = resp.json().await.unwrap();
+        if done(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "never {what}; last: {v:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn admin_stats_show_every_node_and_sum_their_rooms() {
+    let Some(url) = service("EVD_TEST_REDIS_CLUSTER") else {
+        return;
+    };
+    let org = org();
+    let mut nodes = engines(&url, 2).await;
+    let owner = jwt()
+        .signer()
+        .unwrap()
+        .sign(&Claims::new("olive", &org, Role::Owner, now(), 3600))
+        .unwrap();
+    // session:S1 has two members on n0 and one on n1; event:E1 one on n1.
+    let mut clients = Vec::new();
+    for (n, user, room) in [
+        (0, "a", "session:S1"),
+        (0, "b", "session:S1"),
+        (1, "c", "session:S1"),
+        (1, "d", "event:E1"),
+    ] {
+        let mut c = connect(&nodes[n].url, user, &org).await;
+        joined(c.join(room, 0, None).await);
+        clients.push(c);
+    }
+    let ids: Vec<String> = clients.iter().map(|c| c.hello.node.clone()).collect();
+    let (n0, n1) = (ids[0].clone(), ids[2].clone());
+    assert_ne!(n0, n1);
+    let mine = |v: &evd_engine::stats::overview::Overview, id: &str| {
+        v.nodes
+            .iter()
+            .find(|n| n.node == id)
+            .map(|n| (n.org_connections, n.org_rooms))
+    };
+    for node in &nodes {
+        // Other tests share the cluster: their nodes are listed too, their orgs' rooms are not.
+        let v = admin_stats_until(node, &owner, "both nodes with the org's counts", |v| {
+            mine(v, &n0) == Some((2, 1)) && mine(v, &n1) == Some((2, 2))
+        })
+        .await;
+        assert!(v.totals.nodes >= 2);
+        assert_eq!(v.totals.org_connections, 4, "summed over the nodes");
+        assert_eq!(v.totals.org_rooms, 2, "S1 on two nodes is one room");
+        let rooms: Vec<(&str, u64, u64)> = v
+            .rooms
+            .iter()
+            .map(|r| (r.room.as_str(), r.members, r.nodes))
+            .collect();
+        assert_eq!(rooms, [("session:S1", 3, 2), ("event:E1", 1, 1)]);
+    }
+
+    // A message in S1 is delivered on both nodes: the room's traffic is theirs summed.
+    clients[0].say("session:S1", "hello", None).await;
+    admin_stats_until(&nodes[0], &owner, "S1 busy", |v| {
+        v.top_traffic
+            .iter()
+            .any(|r| r.room == "session:S1" && r.nodes == 2)
+    })
+    .await;
+
+    // A node that dies stops publishing: it leaves the view once its snapshot lapses.
+    nodes[1].kill().await;
+    let v = admin_stats_until(&nodes[0], &owner, "n1 gone", |v| mine(v, &n1).is_none()).await;
+    assert_eq!(v.totals.org_connections, 2);
+    assert_eq!(
+        v.rooms
+            .iter()
+            .map(|r| (r.room.as_str(), r.members))
+            .collect::<Vec<_>>(),
+        [("session:S1", 2)]
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -6,7 +6,9 @@
 //! an organizer and an attendee in two browser contexts: presence both ways, chat both ways, a poll
 //! whose tally moves on both screens, a hidden question disappearing, the waitlist of a full
 //! session ending in an accepted offer and a ticket, and a page on another origin allowed or
-//! refused by `cors.allowed_origins` (REST and WebSocket). Screenshots go to
+//! refused by `cors.allowed_origins` (REST and WebSocket); and the admin view at `/admin`
+//! (`admin.test.mjs`): an owner's numbers following SDK clients that join and chat, an
+//! organizer refused on the page and at `/admin/stats`. Screenshots go to
 //! `target/browser-screenshots/`.
 //!
 //! Needs `node` (20+) on `PATH`, `clients/js/node_modules` (`scripts/clients.sh setup`) and

@@ -9,6 +9,10 @@ export interface PageConfig {
   ws: string;
   /** Rooms above this size send presence counts only. */
   presence_full_room_limit?: number;
+  /** The admin view's data, e.g. `/admin/stats`. */
+  admin_stats?: string;
+  /** How often the admin view polls it (the nodes' snapshot period), ms. */
+  admin_poll_ms?: number;
 }
 
 const FALLBACK: PageConfig = { dev_mode: false, api: '/api/v1', ws: '/ws' };

@@ -3,6 +3,7 @@
 // session over the REST API. Plain DOM, no framework; everything it needs is in this bundle.
 
 import { Client, type EvdError } from '../../js/src/index.ts';
+import { adminView } from './admin.ts';
 import { Api, describe } from './api.ts';
 import { type PageConfig, loadConfig, wsUrl } from './config.ts';
 import { showConnection } from './conn.ts';
@@ -12,7 +13,7 @@ import { homeView } from './home.ts';
 import { type Identity, clearIdentity, expired, isStaff, loadIdentity, mintDevToken, saveIdentity } from './identity.ts';
 import { mountNotices, notify } from './notices.ts';
 import { mountOffers } from './offers.ts';
-import { currentRoute, onRouteChange } from './route.ts';
+import { ADMIN_PATH, currentRoute, onRouteChange } from './route.ts';
 import { Scope } from './scope.ts';
 import { sessionView } from './session.ts';
 import { signInView } from './signin.ts';
@@ -55,6 +56,8 @@ async function start(config: PageConfig, first: Identity): Promise<void> {
   if (me.dev && expired(me.token)) await renew();
 
   const api = new Api(config.api, () => me.token, () => renew().catch(() => null));
+  // The engine's own endpoints (the admin view's stats) sit beside the REST API, not under it.
+  const engine = new Api('', () => me.token, () => renew().catch(() => null));
   const client = new Client({
     url: wsUrl(config),
     token: me.token,
@@ -76,6 +79,11 @@ async function start(config: PageConfig, first: Identity): Promise<void> {
   const who = $('whoami');
   fill(who, h('strong', null, me.user), ' · ', me.role, ' · ', h('span', { class: 'muted' }, 'org ', me.org));
   who.hidden = false;
+  if (me.role === 'owner') {
+    const link = $('admin-link') as HTMLAnchorElement;
+    link.href = ADMIN_PATH;
+    link.hidden = false;
+  }
   const signOut = $('signout') as HTMLButtonElement;
   signOut.hidden = false;
   signOut.onclick = () => {
@@ -100,8 +108,8 @@ async function start(config: PageConfig, first: Identity): Promise<void> {
     scope.dispose();
     scope = new Scope();
     const r = currentRoute();
-    document.body.dataset.view = r.session ? 'session' : 'home';
-    fill($('app'), r.session ? sessionView(ctx, scope, r.session) : homeView(ctx, scope));
+    document.body.dataset.view = r.admin ? 'admin' : r.session ? 'session' : 'home';
+    fill($('app'), r.admin ? adminView(ctx, scope, engine) : r.session ? sessionView(ctx, scope, r.session) : homeView(ctx, scope));
     window.scrollTo(0, 0);
   };
   onRouteChange(route);

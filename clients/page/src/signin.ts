@@ -27,6 +27,7 @@ function devForm(onSignedIn: (id: Identity) => void, error: HTMLElement): HTMLEl
     { name: 'role', testid: 'signin-role' },
     h('option', { value: 'attendee' }, 'Attendee'),
     h('option', { value: 'organizer' }, 'Organizer'),
+    h('option', { value: 'owner' }, 'Owner'),
   );
   const submit = h('button', { type: 'submit', class: 'primary', testid: 'signin-submit' }, 'Sign in');
   const form = h(

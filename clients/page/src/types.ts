@@ -88,3 +88,37 @@ export interface ArchivedMessage {
   offset: number;
   ts: number;
 }
+
+/** `GET /admin/stats` (engine/src/stats/overview.rs). */
+export interface AdminOverview {
+  org: string;
+  snapshot_every_ms: number;
+  nodes: AdminNode[];
+  totals: {
+    nodes: number;
+    connections: number;
+    deliveries_per_sec: number;
+    org_connections: number;
+    org_rooms: number;
+  };
+  rooms: AdminRoom[];
+  top_traffic: AdminRoom[];
+  partial: boolean;
+}
+
+export interface AdminNode {
+  node: string;
+  at_ms: number;
+  connections: number;
+  rooms: number;
+  deliveries_per_sec: number;
+  org_connections: number;
+  org_rooms: number;
+}
+
+export interface AdminRoom {
+  room: string;
+  members: number;
+  nodes: number;
+  deliveries_per_sec: number;
+}

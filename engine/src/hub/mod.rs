@@ -16,8 +16,10 @@
 //! [`Hub::activate`] right after the reply, minus those the reply's history already holds. So a
 //! joiner sees every message after its `offset` exactly once, in order.
 
+mod stats;
 mod tick;
 
+pub use stats::LocalRooms;
 use tick::Changes;
 pub use tick::TickWork;
 
@@ -31,6 +33,7 @@ use evd_protocol::{CloseCode, Event};
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::time::Instant;
 
 /// Most events held for one member while its join is in flight. A join takes a few
@@ -75,8 +78,11 @@ struct Room {
     members: HashMap<ConnId, Member>,
     /// Presence, poll and question changes, made on first use. Boxed because every connection
     /// has a room of its own (the user's, for offers) that never has any, and each room sits
-    /// inline in its shard's table: this keeps that entry at 56 bytes instead of about 350.
+    /// inline in its shard's table: this keeps that entry at 64 bytes instead of about 350.
     changes: Option<Box<Changes>>,
+    /// Events queued to members since the admin snapshot last looked ([`Hub::take_room_stats`]).
+    /// A relaxed atomic: one add per fanout, whatever lock the fanout holds.
+    traffic: AtomicU64,
 }
 
 impl Room {
@@ -288,6 +294,7 @@ impl Hub {
                 }
             }
         }
+        r.traffic.fetch_add(delivered, Ordering::Relaxed);
         drop(shard);
         flush_all(to_flush);
         self.metrics.deliveries.increment(delivered);

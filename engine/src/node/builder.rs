@@ -4,7 +4,7 @@
 use super::bans::Bans;
 use super::revocation::{self, ControlTap};
 use super::staff::StaffConns;
-use super::{Node, ROOM_LOCK_STRIPES, tasks};
+use super::{Node, ROOM_LOCK_STRIPES, snapshot, tasks};
 use crate::access::TicketAuthorizer;
 use crate::auth::{Authorizer, ClaimsAuthorizer};
 use crate::broker::memory::MemoryBroker;
@@ -17,6 +17,8 @@ use crate::presence::Presence;
 use crate::presence::memory::MemoryPresence;
 use crate::settings::Settings;
 use crate::shutdown::Shutdown;
+use crate::stats::StatsBoard;
+use crate::stats::memory::MemoryBoard;
 use evd_api::membership::MembershipCache;
 use evd_api::store::SqlStore;
 use evd_protocol::auth::JwtConfigError;
@@ -56,6 +58,7 @@ pub struct NodeBuilder {
     broker: Option<BrokerFactory>,
     presence: Option<Arc<dyn Presence>>,
     authorizer: Option<Arc<dyn Authorizer>>,
+    board: Option<Arc<dyn StatsBoard>>,
 }
 
 impl std::fmt::Debug for NodeBuilder {
@@ -89,6 +92,12 @@ impl NodeBuilder {
     /// Uses another authorizer (the default reads the claims only).
     pub fn authorizer(mut self, authorizer: Arc<dyn Authorizer>) -> Self {
         self.authorizer = Some(authorizer);
+        self
+    }
+
+    /// Uses another stats board for the admin view (the default is in-memory).
+    pub fn board(mut self, board: Arc<dyn StatsBoard>) -> Self {
+        self.board = Some(board);
         self
     }
 
@@ -159,6 +168,9 @@ impl NodeBuilder {
                 .presence
                 .unwrap_or_else(|| Arc::new(MemoryPresence::default())),
             authorizer,
+            board: self
+                .board
+                .unwrap_or_else(|| Arc::new(MemoryBoard::default())),
             live,
             membership,
             bans,
@@ -182,6 +194,7 @@ impl NodeBuilder {
         }
         shutdown.spawn(tasks::upkeep(Arc::clone(&node)));
         shutdown.spawn(tasks::readiness(Arc::clone(&node)));
+        shutdown.spawn(snapshot::publish(Arc::clone(&node)));
         Ok(node)
     }
 }
@@ -204,6 +217,7 @@ impl Node {
             broker: None,
             presence: None,
             authorizer: None,
+            board: None,
         }
     }
 

@@ -10,6 +10,7 @@ pub mod bans;
 mod builder;
 mod offers;
 pub mod revocation;
+mod snapshot;
 pub mod staff;
 mod tasks;
 
@@ -29,6 +30,7 @@ use crate::presence::Presence;
 use crate::room_key::RoomKey;
 use crate::settings::Settings;
 use crate::shutdown::Shutdown;
+use crate::stats::StatsBoard;
 use evd_api::membership::MembershipCache;
 use evd_protocol::auth::{Claims, Verifier};
 use evd_protocol::bus::Body;
@@ -60,6 +62,8 @@ pub struct Node {
     pub presence: Arc<dyn Presence>,
     /// Who may join which room.
     pub authorizer: Arc<dyn Authorizer>,
+    /// Where this node publishes its snapshot for the admin view, and reads every node's.
+    pub board: Arc<dyn StatsBoard>,
     /// Store-backed live features (polls, Q&A, the archive, offers); `None` without a store.
     pub live: Option<Live>,
     /// Members' current roles, which cap their tokens' (shared with the authorizer); `None`

@@ -19,7 +19,7 @@ use serde::Serialize;
 use std::path::Path;
 
 /// Sections whose fields are reached as `EVD_<SECTION>_<FIELD>`.
-const SECTIONS: [&str; 10] = [
+const SECTIONS: [&str; 11] = [
     "jwt",
     "cors",
     "broker",
@@ -30,6 +30,7 @@ const SECTIONS: [&str; 10] = [
     "drain",
     "rate_limit",
     "socketio",
+    "admin",
 ];
 
 /// `EVD_*` variables that are not settings: read by the binary or the test suites.

@@ -19,8 +19,8 @@ mod tests;
 mod validate;
 
 pub use sections::{
-    BrokerSettings, DrainSettings, HistorySettings, Limits, PresenceSettings, SocketIoSettings,
-    TlsSettings,
+    AdminSettings, BrokerSettings, DrainSettings, HistorySettings, Limits, PresenceSettings,
+    SocketIoSettings, TlsSettings,
 };
 
 /// Everything the engine can be configured with.
@@ -67,6 +67,8 @@ pub struct Settings {
     pub drain: DrainSettings,
     /// The Socket.IO endpoint.
     pub socketio: SocketIoSettings,
+    /// The admin view's snapshots and bounds.
+    pub admin: AdminSettings,
     /// Test only: serve `/echo`, a WebSocket echo endpoint on the engine's own connection stack,
     /// for the Autobahn compliance suite. Never enable it in production.
     pub test_echo: bool,
@@ -93,6 +95,7 @@ impl Default for Settings {
             broker: BrokerSettings::default(),
             drain: DrainSettings::default(),
             socketio: SocketIoSettings::default(),
+            admin: AdminSettings::default(),
             test_echo: false,
         }
     }
@@ -116,6 +119,7 @@ impl fmt::Debug for Settings {
             .field("broker", &self.broker)
             .field("drain", &self.drain)
             .field("socketio", &self.socketio)
+            .field("admin", &self.admin)
             .field("test_echo", &self.test_echo)
             .finish()
     }

@@ -110,6 +110,41 @@ pub struct BrokerSettings {
     pub command_timeout_ms: u64,
 }
 
+/// The admin view (`/admin` on the page, `GET /admin/stats`): each node publishes a compact
+/// snapshot of its state on the broker, and the endpoint sums the live ones.
+#[derive(Clone, PartialEq, Serialize, Deserialize, Debug)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSettings {
+    /// Rooms the view lists, by members and by traffic. A screen's worth: the view is for
+    /// spotting the big and the busy rooms, not for browsing all of them.
+    pub top_rooms: usize,
+    /// How often each node publishes its snapshot, ms; also how often the page polls. Two
+    /// seconds reads as live on a screen and costs each node one small write per period.
+    pub snapshot_every_ms: u64,
+    /// A snapshot older than this is dropped, ms: a node that stopped (or lost the broker)
+    /// leaves the view after it. Several periods, so one late publish does not flicker a node.
+    pub snapshot_ttl_ms: u64,
+    /// Rooms one node's snapshot carries (its largest by members, and as many busiest by
+    /// traffic), bounding the snapshot's size on a node with many rooms. Summed counts are exact
+    /// for every room that is in each of its nodes' lists.
+    pub snapshot_rooms: usize,
+    /// Orgs one node's snapshot carries connection and room counts for (those with the most
+    /// connections there).
+    pub snapshot_orgs: usize,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        AdminSettings {
+            top_rooms: 10,
+            snapshot_every_ms: 2_000,
+            snapshot_ttl_ms: 10_000,
+            snapshot_rooms: 100,
+            snapshot_orgs: 100,
+        }
+    }
+}
+
 /// Graceful shutdown.
 #[derive(Clone, PartialEq, Serialize, Deserialize, Debug)]
 #[serde(default, deny_unknown_fields)]

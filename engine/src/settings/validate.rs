@@ -178,6 +178,32 @@ impl Settings {
             "socketio.max_payload",
             "must be 1 KiB to limits.max_message_bytes",
         )?;
+        let a = &self.admin;
+        check(
+            (1..=1_000).contains(&a.top_rooms),
+            "admin.top_rooms",
+            "must be 1 to 1000",
+        )?;
+        check(
+            (100..=600_000).contains(&a.snapshot_every_ms),
+            "admin.snapshot_every_ms",
+            "must be 100 to 600000",
+        )?;
+        check(
+            a.snapshot_ttl_ms > a.snapshot_every_ms,
+            "admin.snapshot_ttl_ms",
+            "must be above admin.snapshot_every_ms",
+        )?;
+        check(
+            (a.top_rooms..=10_000).contains(&a.snapshot_rooms),
+            "admin.snapshot_rooms",
+            "must be admin.top_rooms to 10000",
+        )?;
+        check(
+            (1..=10_000).contains(&a.snapshot_orgs),
+            "admin.snapshot_orgs",
+            "must be 1 to 10000",
+        )?;
         if let Some(node) = &self.node_id {
             evd_protocol::room::validate_id(node).map_err(|e| SettingsError::Invalid {
                 field: "node_id",
