@@ -46,6 +46,20 @@ impl Inner {
         owner_in(self.conn.sub.cached_cluster_state().as_ref(), channel)
     }
 
+    /// Records where `channel`'s `SSUBSCRIBE` went: `routed_to`, the owner in the subscriber's
+    /// slot map just before it was sent. If that map changed while the command was in flight
+    /// (a migration under way), nobody knows which primary holds the subscription: the owner is
+    /// recorded as unknown, which differs from every slot map, so the next probe round
+    /// resubscribes. (Recording the map as read *after* the command once hid a subscription
+    /// made at the old owner, which drops it when the slot moves: a member then silently missed
+    /// every later message.)
+    fn settle_owner(&self, channel: &str, routed_to: Option<Server>) {
+        let now = self.owner_of(channel);
+        if let Some(r) = self.rooms.lock().get_mut(channel) {
+            r.owner = if now == routed_to { routed_to } else { None };
+        }
+    }
+
     /// This node has its first member in `room`: subscribes, and notes the room's position.
     pub(super) async fn subscribe(&self, room: &RoomKey) -> Result<(), BrokerError> {
         let channel = room.channel();
@@ -67,10 +81,12 @@ impl Inner {
                 owner: self.owner_of(&channel),
             },
         );
+        let routed_to = self.owner_of(&channel);
         if let Err(e) = self.conn.sub.ssubscribe(channel.clone()).await {
             self.rooms.lock().remove(&channel);
             return Err(unavailable(e));
         }
+        self.settle_owner(&channel, routed_to);
         // The position once subscribed: later messages arrive here. Earlier ones are the
         // joiner's history (read after this returns), so they are not delivered live.
         let pos = match self.read_history(room, &HistoryRequest::Latest(0)).await {
@@ -117,19 +133,19 @@ impl Inner {
                 if !self.rooms.lock().contains_key(&channel) {
                     return;
                 }
+                let routed_to = self.owner_of(&channel);
                 if let Err(e) = self.conn.sub.ssubscribe(channel.clone()).await {
                     self.metrics.errors("resubscribe");
                     tracing::warn!(room = ?key, error = %e, "resubscribe failed");
                     return;
                 }
                 self.metrics.resubscribe(reason);
-                let owner = self.owner_of(&channel);
+                self.settle_owner(&channel, routed_to);
                 let start = {
                     let mut rooms = self.rooms.lock();
                     let Some(room) = rooms.get_mut(&channel) else {
                         return;
                     };
-                    room.owner = owner;
                     if room.recovering.is_none() {
                         room.recovering = Some(Vec::new());
                         true
