@@ -7,7 +7,6 @@ use crate::settings::Settings;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// A JSON error body `{"error": …, "message": …}` as PROTOCOL.md gives for refused upgrades.
 pub fn refuse(status: StatusCode, error: &str, message: &str) -> Response {
@@ -85,19 +84,6 @@ pub fn refusal(node: &Node, r: Refusal) -> Response {
             resp
         }
     }
-}
-
-/// The same buffers and limits for a connection read by the WebSocket layer directly
-/// ([`crate::conn::direct_read`]). Its write buffer holds only the frames it makes itself
-/// (pongs, a close echo), which it hands on at once.
-pub fn ws_config(settings: &Settings) -> WebSocketConfig {
-    let l = &settings.limits;
-    WebSocketConfig::default()
-        .read_buffer_size(l.read_buffer_bytes)
-        .write_buffer_size(0)
-        .max_write_buffer_size(l.frame_batch_bytes)
-        .max_message_size(Some(l.max_message_bytes))
-        .max_frame_size(Some(l.max_message_bytes))
 }
 
 /// The WebSocket's buffers and message limits, from `[limits]`.

@@ -86,7 +86,14 @@ async fn serve_answers_the_page_its_files_and_its_config() {
     let config: Value = config.json().await.unwrap();
     assert_eq!(
         config,
-        json!({"dev_mode": true, "api": "/api/v1", "ws": "/ws", "presence_full_room_limit": 1000})
+        json!({
+            "dev_mode": true,
+            "api": "/api/v1",
+            "ws": "/ws",
+            "presence_full_room_limit": 1000,
+            "admin_stats": "/admin/stats",
+            "admin_poll_ms": 2000
+        })
     );
     srv.shutdown().await;
 

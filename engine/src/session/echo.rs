@@ -10,7 +10,6 @@ use crate::conn::direct_read;
 use crate::conn::queue::{Outbound, Payload};
 use crate::conn::writer::{self, Packing};
 use crate::node::{ConnPermit, Node};
-use crate::upgrade::ws_config;
 use axum::extract::ws::{Message, WebSocket};
 use bytes::Bytes;
 use evd_protocol::{CloseCode, Codec};
@@ -55,8 +54,8 @@ pub async fn run_direct(node: Arc<Node>, socket: TcpStream, read_buf: Bytes, per
         node.settings.limits.queue_max_bytes,
         Some(direct),
     );
-    let stream =
-        direct_read::messages(Arc::clone(&conn), read_buf, ws_config(&node.settings)).await;
+    let max_message = node.settings.limits.max_message_bytes;
+    let stream = direct_read::messages(Arc::clone(&conn), &read_buf, max_message);
     echo(&node, &conn, stream).await;
     // Let the close frame out before the socket is dropped, within the close timeout.
     let close_wait = std::time::Duration::from_millis(node.settings.drain.close_timeout_ms);

@@ -17,7 +17,6 @@ use crate::conn::writer::{self, Packing, WriterConfig};
 use crate::conn::{Conn, Wire};
 use crate::node::{ConnPermit, Node};
 use crate::room_key::RoomKey;
-use crate::upgrade::ws_config;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use bytes::Bytes;
 use evd_protocol::auth::Claims;
@@ -265,8 +264,8 @@ pub async fn run_direct(
             return;
         }
     };
-    let stream =
-        direct_read::messages(Arc::clone(&conn), read_buf, ws_config(&node.settings)).await;
+    let max_message = node.settings.limits.max_message_bytes;
+    let stream = direct_read::messages(Arc::clone(&conn), &read_buf, max_message);
     let session = Box::new(Session::new(Arc::clone(&node), Arc::clone(&conn), claims));
     let shutdown = node.shutdown.clone();
     shutdown.spawn(serve(node, conn, stream, session, None, permit));
