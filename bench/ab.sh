@@ -1,26 +1,50 @@
 #!/usr/bin/env bash
-# A/B: the same evd-loadtest broadcast against two evd binaries, interleaved round by round, so
-# a change's effect can be told from run-to-run noise (a restructuring must show none).
+# A/B: two builds of evd under the same evd-loadtest scenario, interleaved run by run, so a
+# change's effect can be told from run-to-run noise. Prints, per figure, the median of each side,
+# its spread (lowest–highest) and new ÷ base.
 #
-#   bench/ab.sh BASE_BIN NEW_BIN        # e.g. a build of the previous commit, and target/release/evd
+#   bench/ab.sh REV_A REV_B [SCENARIO]
 #
-# Environment: CONNS (10000), RATES ("1 10 50"), DURATION (15), ROUNDS (2), RAMP (4000).
-# Needs target/release/evd-loadtest. Prints a table; the raw reports are in target/ab/.
+# REV_A and REV_B are git revisions (each is checked out in a worktree under target/ab/ and
+# built there, sharing one target directory) or paths to evd binaries. SCENARIO:
+#   broadcast  one room of CONNS, one publisher at each of RATES             (default)
+#   idle       CONNS idle connections in rooms of each of ROOM_SIZES: RSS per connection
+#   rooms      CONNS in rooms of 10, 100 publishers at 10/s
+# Environment: CONNS (10000), RATES ("1 10"), ROOM_SIZES ("10 100"), DURATION (15),
+# RUNS (3 per side and step), RAMP (4000). The raw reports are in target/ab/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ $# -eq 2 ] || { sed -n 2,8p "$0" >&2; exit 2; }
-BASE=$1 NEW=$2
-CONNS=${CONNS:-10000} RATES=${RATES:-1 10 50} DURATION=${DURATION:-15} ROUNDS=${ROUNDS:-2}
-RAMP=${RAMP:-4000}
+[ $# -ge 2 ] || { sed -n 2,15p "$0" >&2; exit 2; }
+A=$1 B=$2 SCENARIO=${3:-broadcast}
+CONNS=${CONNS:-10000} RATES=${RATES:-1 10} ROOM_SIZES=${ROOM_SIZES:-10 100}
+DURATION=${DURATION:-15} RUNS=${RUNS:-3} RAMP=${RAMP:-4000}
 OUT=target/ab
 mkdir -p "$OUT"
 rm -f "$OUT"/*.json
 ulimit -n "$(ulimit -Hn)"
+case "$SCENARIO" in broadcast|idle|rooms) ;; *) echo "unknown scenario $SCENARIO" >&2; exit 2 ;; esac
 
 . bench/lib.sh
 
-# The same settings as compare.sh: no per-IP connection rate, an op rate for a fast publisher.
-run() { # label, binary, rate, round
+cargo build --release --bin evd-loadtest
+
+# A binary for a revision: built in a worktree of its own, with one target dir for both sides.
+binary() { # rev-or-path, side
+  if [ -x "$1" ] && [ -f "$1" ]; then echo "$1"; return; fi
+  local sha dir
+  sha=$(git rev-parse --verify "$1^{commit}")
+  dir=$OUT/src-${sha:0:12}
+  [ -d "$dir" ] || git worktree add --detach "$dir" "$sha" >&2
+  echo "==> building $1 (${sha:0:12})" >&2
+  (cd "$dir" && CARGO_TARGET_DIR="$ROOT_TARGET" cargo build --release --bin evd >&2)
+  cp "$ROOT_TARGET/release/evd" "$OUT/evd-$2"
+  echo "$OUT/evd-$2"
+}
+ROOT_TARGET=$(pwd)/$OUT/target
+BIN_A=$(binary "$A" a)
+BIN_B=$(binary "$B" b)
+
+run() { # side, binary, step, run-number
   PORT=$(free_port)
   EVD_LIMITS_CONN_RATE_PER_IP=0 EVD_LIMITS_OPS_PER_SEC=100000 EVD_LIMITS_OPS_BURST=100000 \
     EVD_LOG=warn EVD_DATABASE_URL="sqlite://$TMP/evd-$PORT.db" \
@@ -30,36 +54,68 @@ run() { # label, binary, rate, round
     (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
     sleep 0.05
   done
-  echo "==> $1 broadcast $3/s, round $4" >&2
-  target/release/evd-loadtest broadcast -c "$CONNS" --rate "$3" --duration "$DURATION" \
-    --target evd --targets "ws://127.0.0.1:$PORT" --server-pid "$PID" --ramp "$RAMP" --json \
-    >"$OUT/$1-$3-$4.json" || echo '{}' >"$OUT/$1-$3-$4.json"
+  local args
+  case "$SCENARIO" in
+    broadcast) args=(broadcast -c "$CONNS" --rate "$3" --duration "$DURATION") ;;
+    idle) args=(idle -c "$CONNS" --room-size "$3" --duration 5 --drain 0) ;;
+    rooms) args=(rooms -c "$CONNS" --room-size 10 --publishers 100 --rate 10 --duration "$DURATION") ;;
+  esac
+  echo "==> $1 ${args[*]}, run $4 of $RUNS" >&2
+  target/release/evd-loadtest "${args[@]}" --target evd --targets "ws://127.0.0.1:$PORT" \
+    --server-pid "$PID" --ramp "$RAMP" --json >"$OUT/$1-$3-$4.json" || echo '{}' >"$OUT/$1-$3-$4.json"
   stop_server
 }
 
-for round in $(seq "$ROUNDS"); do
-  for rate in $RATES; do
-    run base "$BASE" "$rate" "$round"
-    run new "$NEW" "$rate" "$round"
+case "$SCENARIO" in
+  broadcast) STEPS=$RATES ;;
+  idle) STEPS=$ROOM_SIZES ;;
+  rooms) STEPS=10 ;;
+esac
+# Interleaved: a, b, a, b … for each step, so drift in the machine's load touches both alike.
+for step in $STEPS; do
+  for n in $(seq "$RUNS"); do
+    run a "$BIN_A" "$step" "$n"
+    run b "$BIN_B" "$step" "$n"
   done
 done
 
-python3 - "$OUT" "$RATES" "$ROUNDS" <<'PY'
-import json, sys
-out, rates, rounds = sys.argv[1], sys.argv[2].split(), int(sys.argv[3])
-def get(r, *k):
-    for x in k:
-        r = r.get(x) if isinstance(r, dict) else None
+echo "A = $A, B = $B, scenario $SCENARIO, $RUNS runs per side, CONNS=$CONNS, $(date -u +%F), $(nproc) cores"
+python3 - "$OUT" "$SCENARIO" "$STEPS" "$RUNS" <<'PY'
+import json, statistics, sys
+out, scenario, steps, runs = sys.argv[1], sys.argv[2], sys.argv[3].split(), int(sys.argv[4])
+def get(r, keys):
+    for k in keys:
+        r = r.get(k) if isinstance(r, dict) else None
     return r
-def cell(v, unit):
-    return "–" if v is None else f"{v:.3g}{unit}"
-print("| rate | figure | base (each round) | new (each round) |")
-print("|---|---|---|---|")
-for rate in rates:
-    runs = {s: [json.load(open(f"{out}/{s}-{rate}-{i}.json")) for i in range(1, rounds + 1)] for s in ("base", "new")}
-    for name, keys, unit in (("p50", ("latency_ms", "p50"), " ms"), ("p99", ("latency_ms", "p99"), " ms"),
-                             ("delivery ratio", ("delivery_ratio",), ""),
-                             ("server CPU per delivery", ("server", "cpu_per_delivery_us"), " µs")):
-        row = [" / ".join(cell(get(r, *keys), unit) for r in runs[s]) for s in ("base", "new")]
-        print(f"| {rate}/s | {name} | {row[0]} | {row[1]} |")
+figures = {
+    "broadcast": [("p50", ("latency_ms", "p50"), "ms"), ("p99", ("latency_ms", "p99"), "ms"),
+                  ("delivery ratio", ("delivery_ratio",), ""),
+                  ("server CPU per delivery", ("server", "cpu_per_delivery_us"), "µs")],
+    "rooms": [("p50", ("latency_ms", "p50"), "ms"), ("p99", ("latency_ms", "p99"), "ms"),
+              ("delivery ratio", ("delivery_ratio",), ""),
+              ("server CPU per delivery", ("server", "cpu_per_delivery_us"), "µs")],
+    "idle": [("RSS per connection", ("server", "rss_per_connection_kib"), "KiB"),
+             ("connections held", ("connections",), "")],
+}[scenario]
+label = {"broadcast": "rate /s", "idle": "room size", "rooms": "rate /s"}[scenario]
+print(f"| {label} | figure | A median (spread) | B median (spread) | B ÷ A |")
+print("|---|---|---|---|---|")
+def fmt(v):
+    return f"{v:,.3g}" if v < 1000 else f"{v:,.0f}"
+for step in steps:
+    for name, keys, unit in figures:
+        sides = []
+        for side in ("a", "b"):
+            vals = [get(json.load(open(f"{out}/{side}-{step}-{n}.json")), keys) for n in range(1, runs + 1)]
+            vals = [v for v in vals if isinstance(v, (int, float))]
+            sides.append(vals)
+        cells, meds = [], []
+        for vals in sides:
+            if not vals:
+                cells.append("–"); meds.append(None); continue
+            m = statistics.median(vals)
+            meds.append(m)
+            cells.append(f"{fmt(m)} {unit} ({fmt(min(vals))}–{fmt(max(vals))})".replace("  ", " "))
+        ratio = "–" if None in meds or not meds[0] else f"{meds[1] / meds[0]:.2f}"
+        print(f"| {step} | {name} | {cells[0]} | {cells[1]} | {ratio} |")
 PY
