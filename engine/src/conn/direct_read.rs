@@ -145,14 +145,24 @@ enum Parsed {
     Error(ts::Error),
 }
 
+/// A fragmented message so far.
+#[derive(Debug)]
+struct Fragmented {
+    text: bool,
+    bytes: Vec<u8>,
+    /// Text: the bytes up to here are checked UTF-8 (a char boundary), so a bad sequence fails
+    /// as soon as its fragment arrives, not at the end.
+    checked: usize,
+}
+
 /// The frame parser's state: empty (no buffers) between frames.
 #[derive(Debug)]
 struct FrameState {
     max_message: usize,
     /// The start of a frame that has not fully arrived.
     partial: Vec<u8>,
-    /// A fragmented message being assembled: text or binary, and its bytes so far.
-    message: Option<(bool, Vec<u8>)>,
+    /// A fragmented message being assembled.
+    message: Option<Fragmented>,
     /// The client's close arrived (and was echoed), or a rule was broken: nothing more is read.
     closed: bool,
 }
@@ -310,29 +320,40 @@ impl FrameState {
         payload: Vec<u8>,
         out: &mut dyn FnMut(Parsed),
     ) -> Result<(), ts::Error> {
-        let (text, bytes) = match (d, self.message.take()) {
+        let mut m = match (d, self.message.take()) {
             (Data::Continue, None) => return Err(ProtocolError::UnexpectedContinueFrame.into()),
-            (Data::Continue, Some((text, mut sofar))) => {
-                if sofar.len() + payload.len() > self.max_message {
+            (Data::Continue, Some(mut m)) => {
+                if m.bytes.len() + payload.len() > self.max_message {
                     return Err(ts::Error::Capacity(CapacityError::MessageTooLong {
-                        size: sofar.len() + payload.len(),
+                        size: m.bytes.len() + payload.len(),
                         max_size: self.max_message,
                     }));
                 }
-                sofar.extend_from_slice(&payload);
-                (text, sofar)
+                m.bytes.extend_from_slice(&payload);
+                m
             }
             (Data::Text | Data::Binary, Some(_)) => {
                 return Err(ProtocolError::ExpectedFragment(d).into());
             }
-            (Data::Text, None) => (true, payload),
-            (Data::Binary, None) => (false, payload),
+            (Data::Text | Data::Binary, None) => Fragmented {
+                text: d == Data::Text,
+                bytes: payload,
+                checked: 0,
+            },
             (Data::Reserved(op), _) => return Err(ProtocolError::UnknownDataFrameType(op).into()),
         };
         if !fin {
-            self.message = Some((text, bytes));
+            if m.text {
+                match std::str::from_utf8(&m.bytes[m.checked..]) {
+                    Ok(_) => m.checked = m.bytes.len(),
+                    Err(e) if e.error_len().is_none() => m.checked += e.valid_up_to(),
+                    Err(_) => return Err(ts::Error::Utf8("text message".into())),
+                }
+            }
+            self.message = Some(m);
             return Ok(());
         }
+        let (text, bytes) = (m.text, m.bytes);
         let msg = if text {
             let t = Utf8Bytes::try_from(Bytes::from(bytes))
                 .map_err(|_| ts::Error::Utf8("text message".into()))?;
@@ -435,6 +456,21 @@ mod tests {
         let mut s = FrameState::new(10);
         let (_, _, err) = run(&mut s, &frame(0x82, &[0; 11]));
         assert!(err.unwrap().contains("too long"), "over the message limit");
+    }
+
+    #[test]
+    fn bad_utf8_in_a_fragment_fails_before_the_message_ends() {
+        let mut s = FrameState::new(1 << 20);
+        // "κ" split across fragments is fine; a byte that can never be UTF-8 is not.
+        let (msgs, _, err) = run(&mut s, &frame(0x01, &[0xce]));
+        assert!(
+            msgs.is_empty() && err.is_none(),
+            "an incomplete sequence waits"
+        );
+        let (_, _, err) = run(&mut s, &frame(0x00, &[0xba, b'a']));
+        assert!(err.is_none(), "completed");
+        let (_, _, err) = run(&mut s, &frame(0x00, &[0xff]));
+        assert!(err.unwrap().contains("UTF-8"), "failed at its fragment");
     }
 
     #[test]
