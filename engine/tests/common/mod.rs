@@ -1,7 +1,9 @@
 //! Test harness: a real engine on 127.0.0.1:0 and real WebSocket clients.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod chat;
 mod evd;
+pub mod proxy;
 mod rest;
 #[allow(unused_imports)] // not every test binary uses all of them
 pub use evd::{Evd, evd_command, kill};

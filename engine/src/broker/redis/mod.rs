@@ -142,10 +142,15 @@ impl RedisBroker {
 #[async_trait]
 impl Broker for RedisBroker {
     async fn ready(&self) -> Result<(), BrokerError> {
-        if self.inner.conn.is_connected() {
-            Ok(())
-        } else {
+        if !self.inner.conn.is_connected() {
             Err(BrokerError::Unavailable("not connected to Redis".into()))
+        } else if !self.inner.is_answering() {
+            // A stalled connection still looks connected to the client library.
+            Err(BrokerError::Unavailable(
+                "Redis does not answer: a liveness probe failed".into(),
+            ))
+        } else {
+            Ok(())
         }
     }
 

@@ -24,6 +24,8 @@ pub(super) struct Probe {
     subscribed: bool,
     sent: Option<(u64, Instant)>,
     seq: u64,
+    /// Its last probe timed out or could not be sent or subscribed, and none came back since.
+    failing: bool,
 }
 
 impl Inner {
@@ -39,7 +41,14 @@ impl Inner {
                 .probe_latency
                 .record(at.elapsed().as_secs_f64());
             p.sent = None;
+            p.failing = false;
         }
+    }
+
+    /// Whether Redis answers: no probe channel is failing. What readiness reports, beside the
+    /// client library's connection state.
+    pub(super) fn is_answering(&self) -> bool {
+        !self.probes.lock().values().any(|p| p.failing)
     }
 
     /// The pub/sub connection to `server` was re-established: its probe channels subscribe again
@@ -94,6 +103,7 @@ impl Inner {
                     subscribed: false,
                     sent: None,
                     seq: 0,
+                    failing: false,
                 });
                 if let Some((_, at)) = p.sent
                     && at.elapsed() > timeout
@@ -101,6 +111,7 @@ impl Inner {
                     failed.push(p.server.clone());
                     p.subscribed = false;
                     p.sent = None;
+                    p.failing = true;
                 }
                 if !p.subscribed {
                     to_subscribe.push(channel.clone());
@@ -112,10 +123,10 @@ impl Inner {
             }
         }
         for channel in to_subscribe {
-            if self.conn.sub.ssubscribe(channel.clone()).await.is_ok()
-                && let Some(p) = self.probes.lock().get_mut(&channel)
-            {
-                p.subscribed = true;
+            let ok = self.conn.sub.ssubscribe(channel.clone()).await.is_ok();
+            if let Some(p) = self.probes.lock().get_mut(&channel) {
+                p.subscribed = ok;
+                p.failing |= !ok;
             }
         }
         for (channel, seq) in to_send {
@@ -125,10 +136,11 @@ impl Inner {
             {
                 // The primary is unreachable right now; the reconnect path resubscribes.
                 p.sent = None;
+                p.failing = true;
             }
         }
-        // Up: both clients connected and every primary answered its probe in time.
-        let up = self.conn.is_connected() && failed.is_empty();
+        // Up: both clients connected and every primary's last probe came back in time.
+        let up = self.conn.is_connected() && self.is_answering();
         self.metrics.connected.set(if up { 1.0 } else { 0.0 });
         if !failed.is_empty() {
             self.metrics.probe_failures.increment(failed.len() as u64);
