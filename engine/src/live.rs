@@ -1,20 +1,23 @@
 //! Live features backed by the store: durable votes, questions, upvotes and the chat archive.
 //!
 //! Every write goes through a [`GroupCommit`], so a burst of 10,000 votes is a few transactions,
-//! and the client's `ACK` is sent after its write committed. After a vote or upvote batch
+//! and the client's `ACK` is sent after its write committed. A failed chat archive batch is
+//! tried again a few times before its messages are answered with an error; the archive is also
+//! what a Redis broker refills a failed-over room's history from ([`StoreArchive`]). After a vote or upvote batch
 //! commits, the node broadcasts the affected polls' and questions' committed counts on the
 //! broker ([`Body::PollTally`], [`Body::QuestionVotes`]); every node merges them by maximum and
 //! sends `POLL_RESULTS` / `QUESTION_UPDATED` once per tick.
 
-use crate::broker::Broker;
+use crate::broker::{Broker, BrokerError, ChatArchive};
 use crate::group_commit::{GroupCommit, SubmitError};
 use crate::room_key::RoomKey;
 use crate::shutdown::Shutdown;
+use async_trait::async_trait;
 use evd_api::store::{
     NewChatMessage, NewQuestion, Store, StoreError, Upvote, UpvoteOutcome, Vote, VoteOutcome,
 };
 use evd_protocol::bus::Body;
-use evd_protocol::event::{Event, Question, QuestionAsked};
+use evd_protocol::event::{ChatMessage, Event, Question, QuestionAsked};
 use evd_protocol::{RoomKind, RoomName};
 use moka::future::Cache;
 use std::collections::{BTreeMap, BTreeSet};
@@ -34,6 +37,11 @@ const SUBMIT_WAIT: Duration = Duration::from_secs(5);
 /// delays only the ACK; in return, 1,000 messages a second become a few hundred transactions
 /// instead of 1,000, each a handful of round trips to the store's thread.
 const ARCHIVE_LINGER: Duration = Duration::from_millis(2);
+/// Tries per chat archive batch: a transient store error (a dropped connection, a failover of
+/// the database) costs a delayed `ACK`, not an error the client must resend on.
+const ARCHIVE_ATTEMPTS: u32 = 3;
+/// The wait before the second try; it doubles for each later one.
+const ARCHIVE_RETRY_BACKOFF: Duration = Duration::from_millis(100);
 /// Poll → session and question → session never change; cache them to authorize votes and
 /// upvotes without a query each.
 const LOOKUP_CACHE: u64 = 100_000;
@@ -108,6 +116,7 @@ impl Live {
         let questions = writer.spawn("questions", Duration::ZERO, commit_questions);
         let upvotes = writer.spawn("upvotes", Duration::ZERO, commit_upvotes);
         let archive = writer.spawn("archive", ARCHIVE_LINGER, commit_archive);
+        broker.set_archive(Arc::new(StoreArchive(Arc::clone(&store))));
         let cache = || {
             Cache::builder()
                 .max_capacity(LOOKUP_CACHE)
@@ -352,14 +361,60 @@ async fn commit_upvotes(
     outcomes.into_iter().map(Ok).collect()
 }
 
-/// Appends chat messages to the archive.
+/// Appends chat messages to the archive, trying [`ARCHIVE_ATTEMPTS`] times (an insert of ids
+/// already archived is skipped, so a try that committed unseen is harmless to repeat).
 async fn commit_archive(
     store: Arc<dyn Store>,
     _broker: Arc<dyn Broker>,
     batch: Vec<NewChatMessage>,
 ) -> Vec<Outcome<()>> {
-    match store.append_chat_messages(&batch).await {
-        Ok(()) => each(&batch, Ok(())),
-        Err(e) => each(&batch, Err(failed("chat archive", &e))),
+    let mut backoff = ARCHIVE_RETRY_BACKOFF;
+    let mut attempt = 1;
+    loop {
+        match store.append_chat_messages(&batch).await {
+            Ok(()) => return each(&batch, Ok(())),
+            Err(e) if attempt >= ARCHIVE_ATTEMPTS => {
+                return each(&batch, Err(failed("chat archive", &e)));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, attempt, "chat archive batch failed; trying again");
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+                attempt += 1;
+            }
+        }
+    }
+}
+
+/// The store's chat archive as the broker reads it ([`ChatArchive`]).
+struct StoreArchive(Arc<dyn Store>);
+
+#[async_trait]
+impl ChatArchive for StoreArchive {
+    async fn since(
+        &self,
+        room: &RoomKey,
+        epoch: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<ChatMessage>, BrokerError> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .0
+            .chat_since(room.org(), room.room().as_ref(), epoch, after, limit)
+            .await
+            .map_err(|e| BrokerError::Unavailable(format!("chat archive: {e}")))?;
+        Ok(rows
+            .into_iter()
+            .map(|m| ChatMessage {
+                room: m.room,
+                offset: u64::try_from(m.offset).unwrap_or_default(),
+                id: m.id,
+                user: m.user_id,
+                text: m.text,
+                ts: m.ts,
+            })
+            .collect())
     }
 }

@@ -72,6 +72,8 @@ pub const BROKER_RECOVERIES: &str = "evd_broker_recoveries_total";
 /// Rooms whose continuity was lost (new epoch, or a gap history no longer held): their local
 /// members were asked to reconnect and recover.
 pub const BROKER_CONTINUITY_LOST: &str = "evd_broker_continuity_lost_total";
+/// Rooms whose history this node repaired after their Redis primary failed over.
+pub const BROKER_REPAIRS: &str = "evd_broker_repairs_total";
 /// Rooms this node is subscribed to at the broker.
 pub const BROKER_SUBSCRIPTIONS: &str = "evd_broker_subscriptions";
 /// Why rooms are re-subscribed; pre-registered so a dashboard has the series before the first.
@@ -218,6 +220,10 @@ fn describe() {
         BROKER_CONTINUITY_LOST,
         "Rooms whose members were asked to reconnect and recover."
     );
+    describe_counter!(
+        BROKER_REPAIRS,
+        "Rooms repaired from the chat archive after a Redis failover."
+    );
     describe_gauge!(BROKER_SUBSCRIPTIONS, "Rooms subscribed at the broker.");
     describe_gauge!(CONNECTIONS_MAX, "limits.max_connections of this node.");
     describe_gauge!(READY, "1 while the node is ready (what /readyz answers).");
@@ -273,6 +279,8 @@ pub struct BrokerMetrics {
     pub lost: Counter,
     /// [`BROKER_SUBSCRIPTIONS`].
     pub subscriptions: Gauge,
+    /// [`BROKER_REPAIRS`].
+    pub repairs: Counter,
 }
 
 impl BrokerMetrics {
@@ -290,6 +298,7 @@ impl BrokerMetrics {
             recoveries: counter!(BROKER_RECOVERIES),
             lost: counter!(BROKER_CONTINUITY_LOST),
             subscriptions: gauge!(BROKER_SUBSCRIPTIONS),
+            repairs: counter!(BROKER_REPAIRS),
         }
     }
 

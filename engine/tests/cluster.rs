@@ -791,6 +791,8 @@ struct Member {
     got: Vec<(String, Instant)>,
     progress: Shared<Progress>,
     recovered: usize,
+    /// `RECONNECT` events received.
+    reconnects: usize,
 }
 
 impl Member {
@@ -809,6 +811,7 @@ impl Member {
             got: Vec::new(),
             progress: Shared::default(),
             recovered: 0,
+            reconnects: 0,
         }
     }
 
@@ -832,6 +835,7 @@ impl Member {
                 Ok(Some(Event::MessageReceived(m))) if m.room == self.room => {
                     self.take(m.offset, m.text)
                 }
+                Ok(Some(Event::Reconnect(_))) => self.reconnects += 1,
                 Ok(_) => {}
                 Err(_closed) => self.rejoin(&urls).await,
             }
@@ -1345,4 +1349,311 @@ async fn slot_migration_under_an_active_room_keeps_delivering() {
         .map(|m| (m.name.as_str(), m.got.len()))
         .collect();
     eprintln!("slot {slot} moved {src_port} -> {dst_port}; delivered per member: {per_member:?}");
+}
+
+/// The issue's operator run, bounded: 2 `evd serve` nodes on a 3 + 3 cluster and one
+/// PostgreSQL, 30 rooms with one member on each node, one sender at 5 messages/s per room, each
+/// message resent with its `client_id` until acknowledged; the primary holding the most rooms
+/// is SIGKILLed under chat and its replica takes over. Nobody is asked to reconnect, nobody gets
+/// `recovered:false`, no offset is skipped (checked per member as messages arrive), and every
+/// acknowledged message reaches every member. Prints the longest pause in deliveries.
+#[tokio::test]
+async fn redis_failover_under_chat_loses_nothing_acknowledged_and_reconnects_nobody() {
+    const ROOMS: usize = 30;
+    const PER_ROOM_EVERY: Duration = Duration::from_millis(200);
+    const BEFORE: Duration = Duration::from_secs(4);
+    const AFTER: Duration = Duration::from_secs(12);
+    let Some(_) = service("EVD_TEST_REDIS_CLUSTER") else {
+        return;
+    };
+    let Some(db) = evd_api::test_util::TestDb::postgres("cluster").await else {
+        return;
+    };
+    let cluster = OwnCluster::start_free();
+    let org = org();
+    let tag = fastrand::u32(..);
+    let nodes = vec![
+        start_node(&cluster.url(), &format!("f0-{tag}"), "serve", &db.url).await,
+        start_node(&cluster.url(), &format!("f1-{tag}"), "serve", &db.url).await,
+    ];
+    let urls: Vec<String> = nodes.iter().map(|n| n.url.clone()).collect();
+    let rooms: Vec<String> = (0..ROOMS).map(|i| format!("session:F{i}")).collect();
+    // The victim: the primary that owns the most of these rooms.
+    let owners: Vec<u16> = rooms
+        .iter()
+        .map(|r| cluster.owner(cluster.slot(&channel(&org, r))).0)
+        .collect();
+    let victim = *owners
+        .iter()
+        .max_by_key(|p| owners.iter().filter(|o| o == p).count())
+        .unwrap();
+    let pid = cluster.pid(victim);
+    let affected = owners.iter().filter(|p| **p == victim).count();
+
+    let live = Shared::new(parking_lot::Mutex::new(urls.clone()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut members = Vec::new();
+    for (r, room) in rooms.iter().enumerate() {
+        for (i, url) in urls.iter().enumerate() {
+            let m = Member::join(url, &format!("m{i}-{r}"), &org, room).await;
+            let progress = Arc::clone(&m.progress);
+            members.push((
+                r,
+                progress,
+                tokio::spawn(m.run(Arc::clone(&live), Arc::clone(&stop))),
+            ));
+        }
+    }
+    let sending = Arc::new(AtomicBool::new(true));
+    let mut senders = Vec::new();
+    for (r, room) in rooms.iter().enumerate() {
+        let (url, org, room) = (urls[r % 2].clone(), org.clone(), room.clone());
+        let sending = Arc::clone(&sending);
+        senders.push(tokio::spawn(async move {
+            let mut sender = connect(&url, "sender", &org).await;
+            let mut sent = Vec::new();
+            let mut tick = tokio::time::interval(PER_ROOM_EVERY);
+            let mut k = 0;
+            while sending.load(Ordering::Relaxed) {
+                tick.tick().await;
+                let text = format!("{room}/{k}");
+                send_until_acked(&mut sender, &url, &org, &room, &text).await;
+                sent.push(Sent {
+                    text,
+                    acked_at: Instant::now(),
+                });
+                k += 1;
+            }
+            sent
+        }));
+    }
+    tokio::time::sleep(BEFORE).await;
+    assert!(kill(&pid, "9").await, "SIGKILL the primary on {victim}");
+    let killed = Instant::now();
+    tokio::time::sleep(AFTER).await;
+    sending.store(false, Ordering::Relaxed);
+    let mut sent: Vec<Vec<Sent>> = Vec::new();
+    for s in senders {
+        sent.push(s.await.unwrap());
+    }
+    let deadline = Instant::now() + CONVERGE;
+    while Instant::now() < deadline
+        && members
+            .iter()
+            .any(|(r, p, _)| !missing(&p.lock(), &sent[*r]).is_empty())
+    {
+        assert!(
+            !members.iter().any(|(_, _, t)| t.is_finished()),
+            "a member failed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut done = Vec::new();
+    for (r, _, t) in members {
+        done.push((r, t.await.unwrap()));
+    }
+    let acked: usize = sent.iter().map(Vec::len).sum();
+    let undelivered: usize = done
+        .iter()
+        .map(|(r, m)| missing(&m.progress.lock(), &sent[*r]).len())
+        .sum();
+    let reconnects: usize = done.iter().map(|(_, m)| m.reconnects).sum();
+    let rejoins: usize = done.iter().map(|(_, m)| m.recovered).sum();
+    let lost: Vec<&str> = done
+        .iter()
+        .filter(|(_, m)| m.lost_at().is_some())
+        .map(|(_, m)| m.name.as_str())
+        .collect();
+    // The longest pause: between consecutive deliveries to one member, while the sender ran.
+    let pause = done
+        .iter()
+        .flat_map(|(_, m)| {
+            m.got
+                .windows(2)
+                .map(|w| w[1].1.duration_since(w[0].1))
+                .collect::<Vec<_>>()
+        })
+        .max()
+        .unwrap_or_default();
+    let mut repairs = 0.0;
+    for node in &nodes {
+        repairs += metric(&node.metrics().await, "evd_broker_repairs_total", "");
+    }
+    eprintln!(
+        "redis failover under chat: primary {victim} held {affected} of {ROOMS} rooms; {acked} \
+         messages acknowledged, {undelivered} undelivered; {reconnects} RECONNECT, {} \
+         recovered:false, {rejoins} rejoins; {repairs} room repairs; longest delivery pause \
+         {:.2}s (killed {:.1}s into the run)",
+        lost.len(),
+        pause.as_secs_f64(),
+        killed.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        undelivered, 0,
+        "every acknowledged message reached every member"
+    );
+    assert_eq!(reconnects, 0, "nobody was asked to reconnect");
+    assert!(lost.is_empty(), "recovered:false for {lost:?}");
+}
+
+/// A primary flushed (its history gone for good, on its replica too): exactly the members of
+/// the rooms on it are told `recovered:false`; every other room keeps its continuity.
+#[tokio::test]
+async fn a_flushed_primary_costs_exactly_its_rooms_their_recovery() {
+    const ROOMS: usize = 12;
+    let Some(_) = service("EVD_TEST_REDIS_CLUSTER") else {
+        return;
+    };
+    let cluster = OwnCluster::start_free();
+    let org = org();
+    let nodes = engines(&cluster.url(), 2).await;
+    let urls: Vec<String> = nodes.iter().map(|n| n.url.clone()).collect();
+    let rooms: Vec<String> = (0..ROOMS).map(|i| format!("session:X{i}")).collect();
+    let owners: Vec<u16> = rooms
+        .iter()
+        .map(|r| cluster.owner(cluster.slot(&channel(&org, r))).0)
+        .collect();
+    let flushed = owners[0];
+    let live = Shared::new(parking_lot::Mutex::new(urls.clone()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for (r, room) in rooms.iter().enumerate() {
+        for (i, url) in urls.iter().enumerate() {
+            let m = Member::join(url, &format!("m{i}-{r}"), &org, room).await;
+            let progress = Arc::clone(&m.progress);
+            let task = tokio::spawn(m.run(Arc::clone(&live), Arc::clone(&stop)));
+            tasks.push((r, progress, task));
+        }
+    }
+    let mut sender = connect(&urls[0], "sender", &org).await;
+    let mut sent: Vec<Vec<Sent>> = (0..ROOMS).map(|_| Vec::new()).collect();
+    let mut say = async |sent: &mut Vec<Vec<Sent>>, phase: &str| {
+        for (r, room) in rooms.iter().enumerate() {
+            let text = format!("{room}/{phase}");
+            send_until_acked(&mut sender, &urls[0], &org, room, &text).await;
+            sent[r].push(Sent {
+                text,
+                acked_at: Instant::now(),
+            });
+        }
+    };
+    say(&mut sent, "before").await;
+    assert_eq!(cluster.cli(flushed, &["flushall"]), "OK");
+    for k in 0..3 {
+        say(&mut sent, &format!("after-{k}")).await;
+    }
+    let deadline = Instant::now() + CONVERGE;
+    while Instant::now() < deadline
+        && tasks
+            .iter()
+            .any(|(r, p, _)| !missing(&p.lock(), &sent[*r]).is_empty())
+    {
+        assert!(
+            !tasks.iter().any(|(_, _, t)| t.is_finished()),
+            "a member failed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut lost_rooms = BTreeSet::new();
+    for (r, _, t) in tasks {
+        let m = t.await.unwrap();
+        let missed = missing(&m.progress.lock(), &sent[r]);
+        assert!(missed.is_empty(), "{} silently missed {missed:?}", m.name);
+        if m.lost_at().is_some() {
+            lost_rooms.insert(r);
+        }
+    }
+    let expected: BTreeSet<usize> = (0..ROOMS).filter(|r| owners[*r] == flushed).collect();
+    eprintln!("flushed primary {flushed}: rooms told recovered:false {lost_rooms:?}");
+    assert_eq!(
+        lost_rooms, expected,
+        "exactly the rooms on the flushed primary"
+    );
+}
+
+/// Users join while their room's primary is failing over (their presence adds fail): once it is
+/// over, presence holds every member, on both nodes, and a late joiner sees them all.
+#[tokio::test]
+async fn presence_is_complete_after_a_failover() {
+    let Some(_) = service("EVD_TEST_REDIS_CLUSTER") else {
+        return;
+    };
+    let cluster = OwnCluster::start_free();
+    let org = org();
+    let name = "session:P1";
+    let nodes = engines(&cluster.url(), 2).await;
+    let (port, _) = cluster.owner(cluster.slot(&channel(&org, name)));
+    let mut clients = Vec::new();
+    let mut users = BTreeSet::new();
+    for (i, node) in nodes.iter().enumerate() {
+        let user = format!("early{i}");
+        let mut c = connect(&node.url, &user, &org).await;
+        joined(c.join(name, 0, None).await);
+        clients.push(c);
+        users.insert(user);
+    }
+    assert!(kill(&cluster.pid(port), "9").await);
+    let killed = Instant::now();
+    // Joins during the failover: each is retried until it is answered.
+    for k in 0..3 {
+        for (i, node) in nodes.iter().enumerate() {
+            let user = format!("during{i}{k}");
+            let op = || {
+                Op::JoinRoom(JoinRoom {
+                    room: room(name),
+                    history: 0,
+                    recover: None,
+                })
+            };
+            let deadline = Instant::now() + CONVERGE;
+            // A connection may be refused or closed while the cluster fails over: again.
+            let c = loop {
+                assert!(Instant::now() < deadline, "{user} never joined");
+                if let Some(mut c) = try_connect_to(&node.url, &user, &org).await
+                    && let Ok(Event::RoomJoined(_)) = request(&mut c, op()).await
+                {
+                    break c;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            };
+            clients.push(c);
+            users.insert(user);
+        }
+    }
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        let op = Op::JoinRoom(JoinRoom {
+            room: room(name),
+            history: 0,
+            recover: None,
+        });
+        let mut late = try_connect_to(&nodes[0].url, "late", &org).await;
+        let reply = match &mut late {
+            Some(c) => request(c, op).await,
+            None => Err(()),
+        };
+        if let Ok(Event::RoomJoined(j)) = reply {
+            let seen: BTreeSet<String> = j.presence.members.into_iter().map(|m| m.user).collect();
+            let want: BTreeSet<String> = users.iter().cloned().chain(["late".into()]).collect();
+            if seen == want && j.presence.count == want.len() as u64 {
+                eprintln!(
+                    "presence complete {:.2}s after the primary's SIGKILL ({} members)",
+                    killed.elapsed().as_secs_f64(),
+                    want.len()
+                );
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "presence after the failover: {seen:?}, want {want:?}"
+            );
+        }
+        drop(late);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    drop(clients);
 }

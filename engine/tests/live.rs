@@ -25,6 +25,7 @@ evd_api::on_both_backends!(
     room_access_follows_tickets,
     questions_are_asked_upvoted_and_hidden,
     chat_is_archived_beyond_the_window,
+    a_message_whose_archive_failed_is_archived_by_its_resend,
     pipelined_messages_are_acknowledged_in_order_after_their_archive,
     waitlist_offers_move_down_the_line,
     an_offer_committed_while_no_engine_runs_is_delivered_after_one_starts,
@@ -497,6 +498,97 @@ async fn chat_is_archived_beyond_the_window(db: TestDb) {
         (1..=7).map(|i| (i, format!("m{i}"))).collect::<Vec<_>>()
     );
     drop(c);
+    live.stop().await;
+}
+
+/// Makes the archive refuse every message whose text starts with `poison` (a trigger in the
+/// database itself, so the engine runs unchanged), or accept them again.
+async fn poison_archive(db_url: &str, on: bool) {
+    let sql: &[&'static str] = match (db_url.starts_with("postgres"), on) {
+        (true, true) => &[
+            "create function evd_poison() returns trigger language plpgsql as $$ \
+             begin if new.text like 'poison%' then raise exception 'injected'; end if; \
+             return new; end $$",
+            "create trigger evd_poison before insert on chat_messages \
+             for each row execute function evd_poison()",
+        ],
+        (true, false) => &[
+            "drop trigger evd_poison on chat_messages",
+            "drop function evd_poison",
+        ],
+        (false, true) => &["create trigger evd_poison before insert on chat_messages \
+             when new.text like 'poison%' begin select raise(abort, 'injected'); end"],
+        (false, false) => &["drop trigger evd_poison"],
+    };
+    for q in sql {
+        if db_url.starts_with("postgres") {
+            let pool = sqlx::PgPool::connect(db_url).await.unwrap();
+            sqlx::query(*q).execute(&pool).await.unwrap();
+            pool.close().await;
+        } else {
+            let pool = sqlx::SqlitePool::connect(db_url).await.unwrap();
+            sqlx::query(*q).execute(&pool).await.unwrap();
+            pool.close().await;
+        }
+    }
+}
+
+/// The archive fails (every try the engine makes): the message was published but the sender
+/// gets an error, not an `ACK`. Its resend with the same `client_id` is a duplicate for the
+/// broker, but it archives the original before it is acknowledged: the archive then holds every
+/// acknowledged message, once, at its offset, with its original id.
+async fn a_message_whose_archive_failed_is_archived_by_its_resend(db: TestDb) {
+    let url = db.url.clone();
+    let live = start(db, live_settings()).await;
+    let srv = &live.srv;
+    let (owner, _event, session) = srv.seed("acme", "olive", 10).await;
+    let room = format!("session:{session}");
+    let mut c = Client::connect(&srv.url(), &owner, Codec::Json).await;
+    let mut watcher = Client::connect(&srv.url(), &owner, Codec::Json).await;
+    watcher.join(&room, 0, None).await;
+    assert!(is_ack(&c.say(&room, "before", Some("b")).await));
+    poison_archive(&url, true).await;
+    match c.say(&room, "poison-1", Some("p1")).await {
+        Event::Error(e) => assert_eq!(e.code, ErrorCode::Internal, "{e:?}"),
+        other => panic!("the archive failed, yet: {other:?}"),
+    }
+    let delivered = watcher.message().await;
+    assert_eq!(delivered.text, "before");
+    let delivered = watcher.message().await;
+    assert_eq!(delivered.text, "poison-1", "it was published");
+    poison_archive(&url, false).await;
+    let Event::Ack(ack) = c.say(&room, "poison-1", Some("p1")).await else {
+        panic!("the resend is acknowledged")
+    };
+    assert_eq!(ack.offset, Some(delivered.offset), "as the original");
+    assert!(is_ack(&c.say(&room, "after", Some("a")).await));
+    let (status, page) = srv.get(&format!("/rooms/{room}/messages"), &owner).await;
+    assert_eq!(status, 200, "{page}");
+    let archived: Vec<(u64, String, String)> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|m| {
+            (
+                m["offset"].as_u64().unwrap(),
+                m["text"].as_str().unwrap().to_owned(),
+                m["id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let texts: Vec<&str> = archived.iter().map(|(_, t, _)| t.as_str()).collect();
+    assert_eq!(
+        texts,
+        ["before", "poison-1", "after"],
+        "once each, in order"
+    );
+    assert_eq!(
+        (archived[1].0, archived[1].2.as_str()),
+        (delivered.offset, delivered.id.as_str()),
+        "at the offset and under the id its members saw"
+    );
+    drop((c, watcher));
     live.stop().await;
 }
 

@@ -22,13 +22,18 @@ pub struct NewChatMessage {
     pub user: String,
     /// The text.
     pub text: String,
+    /// Its epoch in the room: with `offset`, its position (unique within the epoch).
+    pub epoch: String,
     /// Its offset in the room.
     pub offset: i64,
     /// When the engine accepted it, unix ms.
     pub ts: Millis,
 }
 
-/// The most rows one insert statement carries (7 parameters each). Larger batches take
+/// Parameters per archived row.
+const COLUMNS: usize = 8;
+
+/// The most rows one insert statement carries ([`COLUMNS`] parameters each). Larger batches take
 /// several statements; so only this many statement texts exist, and each backend's
 /// per-connection statement cache keeps them all.
 const ROWS_PER_INSERT: usize = 32;
@@ -39,12 +44,15 @@ static INSERTS: LazyLock<Vec<String>> = LazyLock::new(|| {
         .map(|rows| {
             let values: Vec<String> = (0..rows)
                 .map(|r| {
-                    let p: Vec<String> = (1..=7).map(|c| format!("${}", r * 7 + c)).collect();
+                    let p: Vec<String> = (1..=COLUMNS)
+                        .map(|c| format!("${}", r * COLUMNS + c))
+                        .collect();
                     format!("({})", p.join(", "))
                 })
                 .collect();
             format!(
-                "insert into chat_messages (org_id, room, id, user_id, text, room_offset, ts) \
+                "insert into chat_messages \
+                 (org_id, room, id, user_id, text, epoch, room_offset, ts) \
                  values {} on conflict do nothing",
                 values.join(", ")
             )
@@ -55,10 +63,10 @@ static INSERTS: LazyLock<Vec<String>> = LazyLock::new(|| {
 /// The statement and parameters that insert `rows` (at most [`ROWS_PER_INSERT`]).
 fn insert_rows(rows: &[NewChatMessage]) -> (&'static str, Vec<Arg>) {
     let sql = INSERTS[rows.len() - 1].as_str();
-    let mut params = Vec::with_capacity(rows.len() * 7);
+    let mut params = Vec::with_capacity(rows.len() * COLUMNS);
     for m in rows {
         params.extend(args![
-            &m.org, &m.room, &m.id, &m.user, &m.text, m.offset, m.ts
+            &m.org, &m.room, &m.id, &m.user, &m.text, &m.epoch, m.offset, m.ts
         ]);
     }
     (sql, params)
@@ -77,6 +85,16 @@ pub trait ChatStore {
         before: Option<&str>,
         limit: i64,
     ) -> Result<Page<ChatMessage>>;
+    /// A room's messages of `epoch` after offset `after`, in offset order, at most `limit`: what
+    /// a node refills a room's Redis history with after a failover.
+    async fn chat_since(
+        &self,
+        org: &str,
+        room: &str,
+        epoch: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<ChatMessage>>;
 }
 
 #[async_trait]
@@ -135,5 +153,26 @@ impl ChatStore for SqlStore {
             .await?;
         let next_cursor = next_cursor(&mut items, limit, |m| m.seq.to_string());
         Ok(Page { items, next_cursor })
+    }
+
+    #[instrument(skip_all)]
+    async fn chat_since(
+        &self,
+        org: &str,
+        room: &str,
+        epoch: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<ChatMessage>> {
+        let mut tx = self.read(org).await?;
+        let items = tx
+            .fetch_all(
+                "select id, room, user_id, text, room_offset, ts, seq from chat_messages \
+                 where org_id = $1 and room = $2 and epoch = $3 and room_offset > $4 \
+                 order by room_offset limit $5",
+                args![org, room, epoch, after, limit],
+            )
+            .await?;
+        Ok(items)
     }
 }

@@ -300,12 +300,27 @@ async fn the_chat_archive_pages_back_in_time(app: TestApp) {
             id: format!("m{i}"),
             user: "u1".into(),
             text: format!("hello {i}"),
+            epoch: "e1".into(),
             offset: i,
             ts: crate::common::START_MS + i,
         })
         .collect();
     app.store.append_chat_messages(&batch).await.unwrap();
     app.store.append_chat_messages(&batch[4..]).await.unwrap();
+    // What a node refills Redis with after a failover: one epoch, after an offset, in order.
+    let since = |epoch: &'static str, after: i64, limit: i64| {
+        let (store, room) = (app.store.clone(), room.clone());
+        async move {
+            let rows = store.chat_since("acme", &room, epoch, after, limit).await;
+            rows.unwrap()
+                .into_iter()
+                .map(|m| m.offset)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(since("e1", 2, 10).await, [3, 4, 5]);
+    assert_eq!(since("e1", 0, 2).await, [1, 2]);
+    assert!(since("e2", 0, 10).await.is_empty(), "another epoch");
     let mut texts = vec![];
     let mut before: Option<String> = None;
     loop {
@@ -366,6 +381,7 @@ async fn a_large_archive_batch_keeps_its_order_across_orgs_and_skips_duplicates(
         id: format!("m{i}"),
         user: "u1".into(),
         text,
+        epoch: "e1".into(),
         offset: i,
         ts: crate::common::START_MS + i,
     };

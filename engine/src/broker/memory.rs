@@ -6,7 +6,9 @@
 //!
 //! Over 450 lines only with its unit tests (the last 170).
 
-use super::{Broker, BrokerError, BrokerHandler, History, HistoryRequest, NewMessage, Published};
+use super::{
+    Broker, BrokerError, BrokerHandler, History, HistoryRequest, NewMessage, Original, Published,
+};
 use super::{MIN_IDEMPOTENCY_TTL, new_epoch};
 use crate::room_key::RoomKey;
 use crate::settings::HistorySettings;
@@ -68,7 +70,8 @@ struct Stream {
     epoch: String,
     offset: u64,
     messages: VecDeque<(ChatMessage, Instant)>,
-    idempotency: HashMap<(String, String), (u64, Instant)>,
+    /// `(user, client_id)` → the offset, the original and when it was published.
+    idempotency: HashMap<(String, String), (u64, Original, Instant)>,
     idempotency_order: VecDeque<((String, String), Instant)>,
     last_active: Instant,
 }
@@ -106,7 +109,7 @@ impl Stream {
             if self
                 .idempotency
                 .get(key)
-                .is_some_and(|(_, seen)| seen == at)
+                .is_some_and(|(_, _, seen)| seen == at)
             {
                 self.idempotency.remove(key);
             }
@@ -189,12 +192,13 @@ impl Broker for MemoryBroker {
         stream.last_active = now;
         let idem_key = msg.client_id.map(|c| (msg.user.clone(), c));
         if let Some(key) = &idem_key
-            && let Some((offset, _)) = stream.idempotency.get(key)
+            && let Some((offset, original, _)) = stream.idempotency.get(key)
         {
             return Ok(Published {
                 epoch: stream.epoch.clone(),
                 offset: *offset,
                 duplicate: true,
+                original: Some(original.clone()),
             });
         }
         stream.offset += 1;
@@ -207,7 +211,13 @@ impl Broker for MemoryBroker {
             ts: msg.ts,
         };
         if let Some(key) = idem_key {
-            stream.idempotency.insert(key.clone(), (stream.offset, now));
+            let original = Original {
+                id: message.id.clone(),
+                ts: message.ts,
+            };
+            stream
+                .idempotency
+                .insert(key.clone(), (stream.offset, original, now));
             stream.idempotency_order.push_back((key, now));
         }
         stream.messages.push_back((message.clone(), now));
@@ -216,6 +226,7 @@ impl Broker for MemoryBroker {
             epoch: stream.epoch.clone(),
             offset: stream.offset,
             duplicate: false,
+            original: None,
         };
         let envelope = Envelope {
             node: self.node.clone(),

@@ -71,6 +71,19 @@ pub struct Published {
     pub offset: u64,
     /// True when `client_id` was seen before: nothing was stored or broadcast.
     pub duplicate: bool,
+    /// For a duplicate, the original message's id and time, when the broker still knows them:
+    /// the resend archives the original (the archive skips an id it holds), so a message whose
+    /// first archive write failed is archived by its resend.
+    pub original: Option<Original>,
+}
+
+/// The id and accept time of the message a duplicate `client_id` named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Original {
+    /// The original's server-generated id.
+    pub id: String,
+    /// When the original was accepted, unix ms.
+    pub ts: i64,
 }
 
 /// What to read from a room's history.
@@ -104,6 +117,20 @@ pub enum BrokerError {
     Unavailable(String),
 }
 
+/// The durable record of a room's chat (the store's archive), which a broker refills its history
+/// from when its own copy lost the last writes (a Redis replica promoted before it had them).
+#[async_trait]
+pub trait ChatArchive: Send + Sync + 'static {
+    /// `room`'s archived messages of `epoch` after `after`, in offset order, at most `limit`.
+    async fn since(
+        &self,
+        room: &RoomKey,
+        epoch: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<ChatMessage>, BrokerError>;
+}
+
 /// Room fanout and history. See the module docs.
 #[async_trait]
 pub trait Broker: Send + Sync + 'static {
@@ -120,5 +147,10 @@ pub trait Broker: Send + Sync + 'static {
     /// Whether the backend is reachable now, for `/readyz`. Costs no round trip.
     async fn ready(&self) -> Result<(), BrokerError> {
         Ok(())
+    }
+    /// Plugs in the chat archive the broker may refill its history from. A broker whose history
+    /// cannot lose writes behind its back (the in-memory one) ignores it.
+    fn set_archive(&self, archive: std::sync::Arc<dyn ChatArchive>) {
+        let _ = archive;
     }
 }

@@ -5,8 +5,14 @@
 //! and `…:pn:<node>`, each node's own user → connections. A node refreshes its deadline in
 //! every room it has members in each third of `presence.ttl_ms`. The heartbeat script also
 //! sweeps nodes whose deadline passed, subtracting their users, so a node that died leaves no
-//! ghosts after the ttl; the users that left with it are announced like any leave. A node that
-//! paused past its deadline finds itself swept, adds its members back and announces them.
+//! ghosts after the ttl; the users that left with it are announced like any leave.
+//!
+//! Every add and remove of a node counts in its version of the room, kept here and in Redis
+//! (`…:pn:<node>:v`). The heartbeat compares them: when Redis does not hold all of the node's
+//! writes (it was swept after a pause, a promoted replica lacks the last ones, an add failed
+//! during a failover) the node re-asserts its members in one script, which corrects Redis to
+//! exactly them, and announces who joined or left by it. A failed add is therefore retried by
+//! the next heartbeat, not dropped.
 
 use super::{HeartbeatChange, Presence, PresenceError};
 use crate::broker::lua;
@@ -32,10 +38,22 @@ pub struct RedisPresence {
     add: Script,
     remove: Script,
     heartbeat: Script,
+    reassert: Script,
     snapshot: Script,
-    /// This node's members per room (user → local connections): what the heartbeat keeps alive
-    /// and what it restores if this node was swept while paused.
-    local: Mutex<HashMap<RoomKey, HashMap<String, u64>>>,
+    /// This node's members per room: what the heartbeat keeps alive and re-asserts.
+    local: Mutex<HashMap<RoomKey, LocalRoom>>,
+}
+
+/// What a re-assert did: users joined, users left, the version Redis holds now.
+type Reasserted = (Vec<String>, Vec<String>, u64);
+
+/// This node's side of one room's presence.
+#[derive(Default)]
+struct LocalRoom {
+    /// User → local connections.
+    users: HashMap<String, u64>,
+    /// Adds and removes sent to Redis so far, failed or not: Redis counts the ones it applied.
+    version: u64,
 }
 
 impl std::fmt::Debug for RedisPresence {
@@ -66,6 +84,7 @@ impl RedisPresence {
             add: Script::from_lua(lua::presence_add()),
             remove: Script::from_lua(lua::presence_remove()),
             heartbeat: Script::from_lua(lua::presence_heartbeat()),
+            reassert: Script::from_lua(lua::presence_reassert()),
             snapshot: Script::from_lua(lua::PRESENCE_SNAPSHOT),
             local: Mutex::new(HashMap::new()),
         }
@@ -96,50 +115,88 @@ impl RedisPresence {
     }
 
     async fn beat(&self, room: &RoomKey) -> Result<HeartbeatChange, PresenceError> {
-        let args = vec![self.node.clone(), self.ttl.as_millis().to_string()];
+        let version = self.local.lock().get(room).map_or(0, |l| l.version);
+        let args = vec![
+            self.node.clone(),
+            self.ttl.as_millis().to_string(),
+            version.to_string(),
+        ];
         let out: Vec<Value> = self.run(&self.heartbeat, room, args).await?;
         let known = out.first().and_then(|v| v.as_u64()) == Some(1);
-        let leaves: Vec<String> = out.iter().skip(1).filter_map(|v| v.as_string()).collect();
+        let mut leaves: Vec<String> = out.iter().skip(1).filter_map(|v| v.as_string()).collect();
         let mut joins = Vec::new();
+        let mut synced = version;
         if !known {
-            // This node was swept (it paused longer than the ttl): put its members back.
-            let mine: Vec<(String, u64)> = self
-                .local
-                .lock()
-                .get(room)
-                .map(|u| u.iter().map(|(k, v)| (k.clone(), *v)).collect())
-                .unwrap_or_default();
-            tracing::warn!(?room, users = mine.len(), "presence was swept; restoring");
-            for (user, n) in mine {
-                if self.add_n(room, &user, n).await? {
-                    joins.push(user);
-                }
-            }
+            let (j, l, v) = self.reassert(room).await?;
+            joins = j;
+            leaves.extend(l);
+            synced = v;
         }
+        // Redis agrees that this node has nobody left here: forget the room.
+        let mut local = self.local.lock();
+        if local
+            .get(room)
+            .is_some_and(|l| l.users.is_empty() && l.version == synced)
+        {
+            local.remove(room);
+        }
+        drop(local);
         Ok(HeartbeatChange {
             room: room.clone(),
             joins,
             leaves,
         })
     }
+
+    /// Makes Redis hold exactly this node's members of `room`; returns who joined and who left
+    /// by it, and the version Redis now has.
+    async fn reassert(&self, room: &RoomKey) -> Result<Reasserted, PresenceError> {
+        let mut args = vec![self.node.clone(), self.ttl.as_millis().to_string()];
+        let version = {
+            let local = self.local.lock();
+            let mine = local.get(room);
+            let version = mine.map_or(0, |l| l.version);
+            args.push(version.to_string());
+            for (user, n) in mine.iter().flat_map(|l| &l.users) {
+                args.push(user.clone());
+                args.push(n.to_string());
+            }
+            version
+        };
+        let users = args.len() / 2 - 1;
+        let out: Vec<Value> = self.run(&self.reassert, room, args).await?;
+        let n_joins = out.first().and_then(|v| v.as_u64()).unwrap_or_default() as usize;
+        let mut names = out.iter().skip(1).filter_map(|v| v.as_string());
+        let joins: Vec<String> = names.by_ref().take(n_joins).collect();
+        let leaves: Vec<String> = names.collect();
+        tracing::info!(
+            ?room,
+            users,
+            joins = joins.len(),
+            leaves = leaves.len(),
+            "presence re-asserted"
+        );
+        Ok((joins, leaves, version))
+    }
+
+    /// Counts one write of this node to `room` in its version.
+    fn bump(&self, room: &RoomKey) {
+        self.local.lock().entry(room.clone()).or_default().version += 1;
+    }
 }
 
 #[async_trait]
 impl Presence for RedisPresence {
     async fn add(&self, room: &RoomKey, user: &str, _conn: ConnId) -> Result<bool, PresenceError> {
-        *self
-            .local
-            .lock()
-            .entry(room.clone())
-            .or_default()
-            .entry(user.to_owned())
-            .or_default() += 1;
-        let first = self.add_n(room, user, 1).await;
-        if first.is_err() {
-            // Not counted in Redis: keep the heartbeat from restoring it.
-            release_local(&self.local, room, user);
+        {
+            let mut local = self.local.lock();
+            let mine = local.entry(room.clone()).or_default();
+            *mine.users.entry(user.to_owned()).or_default() += 1;
+            mine.version += 1;
         }
-        first
+        // On an error the user stays counted here: the version then differs from Redis's, and
+        // the next heartbeat re-asserts (and announces) them.
+        self.add_n(room, user, 1).await
     }
 
     async fn remove(
@@ -149,6 +206,7 @@ impl Presence for RedisPresence {
         _conn: ConnId,
     ) -> Result<bool, PresenceError> {
         release_local(&self.local, room, user);
+        self.bump(room);
         let args = vec![self.node.clone(), user.to_owned()];
         let last: i64 = self.run(&self.remove, room, args).await?;
         Ok(last == 1)
@@ -204,21 +262,17 @@ impl Presence for RedisPresence {
     }
 }
 
-fn release_local(
-    local: &Mutex<HashMap<RoomKey, HashMap<String, u64>>>,
-    room: &RoomKey,
-    user: &str,
-) {
+/// One connection of `user` left `room` on this node. The room's entry stays (with its version)
+/// while the heartbeat runs, so a remove that failed is still corrected by a re-assert; the
+/// heartbeat drops it once Redis agrees it is empty.
+fn release_local(local: &Mutex<HashMap<RoomKey, LocalRoom>>, room: &RoomKey, user: &str) {
     let mut local = local.lock();
-    if let Some(users) = local.get_mut(room) {
-        if let Some(n) = users.get_mut(user) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                users.remove(user);
-            }
-        }
-        if users.is_empty() {
-            local.remove(room);
+    if let Some(mine) = local.get_mut(room)
+        && let Some(n) = mine.users.get_mut(user)
+    {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            mine.users.remove(user);
         }
     }
 }

@@ -4,13 +4,16 @@
 use super::Inner;
 use super::conn::unavailable;
 use super::keys::{chat_envelope, chat_message, script_keys, value_u64};
+use super::repair::{REPAIR_TRIES, failover};
 use crate::broker::{
-    BrokerError, History, HistoryRequest, MIN_IDEMPOTENCY_TTL, NewMessage, Published, new_epoch,
+    BrokerError, History, HistoryRequest, MIN_IDEMPOTENCY_TTL, NewMessage, Original, Published,
+    new_epoch,
 };
 use crate::room_key::RoomKey;
 use evd_protocol::bus::{Body, Envelope};
 use evd_protocol::event::ChatMessage;
 use fred::prelude::*;
+use fred::types::scripts::Script;
 use std::time::Duration;
 
 impl Inner {
@@ -25,6 +28,7 @@ impl Inner {
             .as_ref()
             .map(|c| format!("{}:{}{}", msg.user.len(), msg.user, c))
             .unwrap_or_default();
+        let (id, ts) = (msg.id.clone(), msg.ts);
         let envelope = Envelope {
             node: self.node.clone(),
             body: Body::Chat {
@@ -50,20 +54,48 @@ impl Inner {
             ttl.max(MIN_IDEMPOTENCY_TTL).as_millis().to_string().into(),
             (self.history.meta_ttl_secs * 1000).to_string().into(),
             room.channel().into(),
+            id.into(),
+            ts.to_string().into(),
         ];
-        let out: Result<Vec<Value>, _> = self
-            .publish
-            .evalsha_with_reload(&self.conn.client, script_keys(room), args)
-            .await;
-        let out = out.map_err(|e| self.publish_failed(e))?;
+        let out = self
+            .run_repairing(&self.publish, room, args)
+            .await
+            .map_err(|e| self.publish_failed(e))?;
+        let text = |v: Option<&Value>| v.and_then(Value::as_string).filter(|s| !s.is_empty());
         match out.as_slice() {
-            [epoch, offset, dup] => Ok(Published {
+            [epoch, offset, dup, rest @ ..] => Ok(Published {
                 epoch: epoch.as_string().unwrap_or_default(),
                 offset: value_u64(offset).unwrap_or_default(),
                 duplicate: value_u64(dup) == Some(1),
+                original: text(rest.first())
+                    .zip(text(rest.get(1)).and_then(|t| t.parse().ok()))
+                    .map(|(id, ts)| Original { id, ts }),
             }),
             _ => Err(BrokerError::Unavailable("unexpected publish reply".into())),
         }
+    }
+
+    /// Runs a publish or history `script` on `room`, repairing the room first when its primary
+    /// failed over since the last write (`repair`).
+    async fn run_repairing(
+        &self,
+        script: &Script,
+        room: &RoomKey,
+        args: Vec<Value>,
+    ) -> Result<Vec<Value>, BrokerError> {
+        for _ in 0..REPAIR_TRIES {
+            let out: Vec<Value> = script
+                .evalsha_with_reload(&self.conn.client, script_keys(room), args.clone())
+                .await
+                .map_err(unavailable)?;
+            match failover(&out) {
+                Some((epoch, offset)) => self.repair(room, &epoch, offset).await?,
+                None => return Ok(out),
+            }
+        }
+        Err(BrokerError::Unavailable(
+            "the room's primary keeps failing over".into(),
+        ))
     }
 
     /// Counts a failed publish or broadcast and reports it.
@@ -90,11 +122,7 @@ impl Inner {
             (self.history.ttl_secs * 1000).to_string().into(),
             self.history.size.to_string().into(),
         ];
-        let out: Vec<Value> = self
-            .read
-            .evalsha_with_reload(&self.conn.client, script_keys(room), args)
-            .await
-            .map_err(unavailable)?;
+        let out = self.run_repairing(&self.read, room, args).await?;
         let bad = || BrokerError::Unavailable("unexpected history reply".into());
         let epoch = out.first().and_then(|v| v.as_string()).ok_or_else(bad)?;
         let offset = out.get(1).and_then(value_u64).ok_or_else(bad)?;

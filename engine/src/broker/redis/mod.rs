@@ -14,6 +14,10 @@
 //! first local member of a room subscribes (`SSUBSCRIBE`); after the last one leaves the room
 //! stays subscribed for `broker.unsubscribe_delay_ms`, which absorbs churn.
 //!
+//! **Failover** (`repair`). A promoted replica may lack the dead primary's last writes; the
+//! scripts notice (the room's meta names the primary's previous replication id) and the node
+//! refills the missing tail from the chat archive, keeping the room's epoch.
+//!
 //! **Continuity** (`recovery`). For every subscribed room the broker remembers the last
 //! position it handed to the hub. A chat envelope that skips offsets starts a recovery: later
 //! envelopes wait while the gap is read from the stream, then both go out in order. A gap the
@@ -35,12 +39,15 @@ mod history;
 mod keys;
 mod probe;
 mod recovery;
+mod repair;
 mod subscriptions;
 
 pub use conn::RedisConn;
 
 use super::lua;
-use super::{Broker, BrokerError, BrokerHandler, History, HistoryRequest, NewMessage, Published};
+use super::{
+    Broker, BrokerError, BrokerHandler, ChatArchive, History, HistoryRequest, NewMessage, Published,
+};
 use crate::metrics::BrokerMetrics;
 use crate::room_key::RoomKey;
 use crate::settings::{BrokerSettings, HistorySettings};
@@ -76,6 +83,9 @@ struct Inner {
     settings: BrokerSettings,
     publish: Script,
     read: Script,
+    repair: Script,
+    /// The chat archive a failed-over room's history is refilled from (`repair`).
+    archive: std::sync::OnceLock<Arc<dyn ChatArchive>>,
     metrics: BrokerMetrics,
     /// Subscribed rooms by channel name. A plain mutex: it is never held across an await, and
     /// the hub's handler only enqueues.
@@ -120,6 +130,8 @@ impl RedisBroker {
             settings,
             publish: Script::from_lua(lua::publish()),
             read: Script::from_lua(lua::history()),
+            repair: Script::from_lua(lua::repair()),
+            archive: std::sync::OnceLock::new(),
             metrics: BrokerMetrics::new(),
             rooms: Mutex::new(HashMap::new()),
             sub_locks: subscriptions::sub_locks(),
@@ -184,5 +196,9 @@ impl Broker for RedisBroker {
     async fn unsubscribe(&self, room: &RoomKey) -> Result<(), BrokerError> {
         self.inner.unsubscribe(room);
         Ok(())
+    }
+
+    fn set_archive(&self, archive: Arc<dyn ChatArchive>) {
+        let _ = self.inner.archive.set(archive);
     }
 }

@@ -2,6 +2,11 @@
 //!
 //! Membership is not needed, only the right to join. A resend with a known `client_id` is
 //! answered with the original offset and not broadcast again.
+//!
+//! With a store, an `ACK` means the message is published *and* in the chat archive, with its
+//! epoch and offset: a Redis failover refills what the promoted replica lacks from there. A
+//! resend archives the original again before its `ACK` (the archive skips an id it holds), so a
+//! message whose archive write failed is archived by the resend the error asked for.
 
 use super::{Caller, OpResult, Reply};
 use crate::auth::Authorizer;
@@ -68,6 +73,7 @@ pub async fn apply(
         id: msg.id.clone(),
         user: msg.user.clone(),
         text: msg.text.clone(),
+        epoch: String::new(),
         offset: 0,
         ts: msg.ts,
     });
@@ -81,11 +87,19 @@ pub async fn apply(
         ..Ack::default()
     });
     // With a store, the ACK follows the archive's commit. The session goes on to the next op
-    // meanwhile; the ACK keeps its place among the replies. A resend (known `client_id`) was
-    // archived the first time.
-    if let (Some(live), Some(mut entry)) = (store, archived)
-        && !published.duplicate
-    {
+    // meanwhile; the ACK keeps its place among the replies. A resend (known `client_id`) is
+    // archived again under the original's id and time, when the broker still knows them.
+    let original = match (published.duplicate, published.original) {
+        (false, _) => None,
+        (true, Some(o)) => Some(o),
+        (true, None) => return Ok(Reply::Now(ack)),
+    };
+    if let (Some(live), Some(mut entry)) = (store, archived) {
+        if let Some(o) = original {
+            entry.id = o.id;
+            entry.ts = o.ts;
+        }
+        entry.epoch = published.epoch;
         entry.offset = i64::try_from(published.offset).unwrap_or(i64::MAX);
         let committed = live.archive(entry).await.map_err(|e| {
             tracing::warn!(error = %e, "a delivered message was not archived");
