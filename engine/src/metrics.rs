@@ -77,7 +77,8 @@ pub const BROKER_REPAIRS: &str = "evd_broker_repairs_total";
 /// Rooms this node is subscribed to at the broker.
 pub const BROKER_SUBSCRIPTIONS: &str = "evd_broker_subscriptions";
 /// Why rooms are re-subscribed; pre-registered so a dashboard has the series before the first.
-const RESUBSCRIBE_REASONS: [&str; 4] = ["reconnect", "probe", "slot_moved", "lagged"];
+const RESUBSCRIBE_REASONS: [&str; 5] =
+    ["reconnect", "probe", "slot_moved", "slot_recheck", "lagged"];
 
 /// `limits.max_connections` of this node, so "connections near the limit" is one division.
 pub const CONNECTIONS_MAX: &str = "evd_connections_max";

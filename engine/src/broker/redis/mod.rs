@@ -109,6 +109,9 @@ struct RoomSub {
     recovering: Option<Vec<(String, u64, Envelope)>>,
     /// The primary the subscriber routed the room's last (re)subscribe to, by its own slot map.
     owner: Option<Server>,
+    /// After following a moved slot: when the room is subscribed once more, in case the move
+    /// was still in flight and the first resubscribe reached the old owner.
+    recheck_at: Option<Instant>,
 }
 
 impl RedisBroker {

@@ -15,6 +15,13 @@ use tokio::time::Instant;
 /// Stripes of the per-room subscription lock: orders `SSUBSCRIBE`/`SUNSUBSCRIBE` of one room.
 const SUB_LOCK_STRIPES: usize = 64;
 
+/// A room that followed its moved slot is subscribed once more this long after. A slot moves in
+/// steps (importing, migrating, then each primary told the new owner), and a resubscribe made
+/// while the primaries still disagree can reach the old owner, which drops the subscription
+/// when the move completes, with every slot map already showing the new one: nothing else
+/// would notice (a member then silently missed every later message, in CI under load).
+const SLOT_RECHECK: Duration = Duration::from_secs(2);
+
 /// Rooms resubscribed at once after a reconnect or a failed probe.
 const RESUBSCRIBE_CONCURRENCY: usize = 32;
 
@@ -79,6 +86,7 @@ impl Inner {
                 last: None,
                 recovering: None,
                 owner: self.owner_of(&channel),
+                recheck_at: None,
             },
         );
         let routed_to = self.owner_of(&channel);
@@ -146,6 +154,8 @@ impl Inner {
                     let Some(room) = rooms.get_mut(&channel) else {
                         return;
                     };
+                    room.recheck_at =
+                        (reason == "slot_moved").then(|| Instant::now() + SLOT_RECHECK);
                     if room.recovering.is_none() {
                         room.recovering = Some(Vec::new());
                         true
@@ -181,10 +191,15 @@ impl Inner {
         }
         let state = self.conn.client.cached_cluster_state();
         let moved = self.channels_where(|ch, r| owner_in(state.as_ref(), ch) != r.owner);
-        if !moved.is_empty() {
+        let now = Instant::now();
+        let recheck = self.channels_where(|ch, r| {
+            owner_in(state.as_ref(), ch) == r.owner && r.recheck_at.is_some_and(|at| at <= now)
+        });
+        if !moved.is_empty() || !recheck.is_empty() {
             let _ = self.conn.sub.sync_cluster().await;
-            self.resubscribe(moved, "slot_moved").await;
         }
+        self.resubscribe(moved, "slot_moved").await;
+        self.resubscribe(recheck, "slot_recheck").await;
     }
 
     /// Unsubscribes the rooms whose delayed unsubscribe is due.
