@@ -4,7 +4,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { call, closeAll, connected, native, record, sio } from './support/clients.mjs';
-import { newPoll, newSession } from './support/api.mjs';
+import { member, newPoll, newSession } from './support/api.mjs';
 import { EvdServer } from '../../test-support/server.mjs';
 import { forgedToken, mintToken } from '../../test-support/tokens.mjs';
 import { waitFor, within } from '../../test-support/wait.mjs';
@@ -52,6 +52,7 @@ test('a bad or missing token gives connect_error with a readable message', async
 });
 
 test('the original calls with ack callbacks get ACK or ERROR', async () => {
+  await member(server, 'acker');
   const s = sio(server, { ...ws, auth: { token: mintToken('acker') } });
   const events = record(s);
   await connected(s);
@@ -112,6 +113,7 @@ test('the original calls with ack callbacks get ACK or ERROR', async () => {
 });
 
 test('the original calls without ack callbacks get the replies as events', async () => {
+  await member(server, 'noacks');
   const s = sio(server, { ...ws, auth: { token: mintToken('noacks') } });
   const events = record(s);
   await connected(s);
@@ -130,6 +132,8 @@ test('the original calls without ack callbacks get the replies as events', async
 
 test('a Socket.IO client and a native client in one room see each other', async () => {
   const room = 'session:mixed';
+  await member(server, 'native-nina');
+  await member(server, 'sio-sam');
   const n = await native(server, mintToken('native-nina'));
   const s = sio(server, { ...ws, auth: { token: mintToken('sio-sam') } });
   const events = record(s);

@@ -15,13 +15,28 @@ async function post(server, token, path, body) {
 
 let orgMade = false;
 
-/** A new session of org `o1` (the org is created once); its id. */
-export async function newSession(server) {
-  const owner = mintToken('owner', { role: 'owner' });
+/** Creates org `o1` once, its owner the `owner` user. */
+async function ensureOrg(server, owner) {
   if (!orgMade) {
     await post(server, owner, '/orgs', { id: 'o1', name: 'o1' });
     orgMade = true;
   }
+}
+
+/**
+ * Makes `user` a member of `o1` with `role`: once the org exists, a token's role is capped by
+ * its user's membership, so a test user acting as an organizer must be one.
+ */
+export async function member(server, user, role = 'organizer') {
+  const owner = mintToken('owner', { role: 'owner' });
+  await ensureOrg(server, owner);
+  await post(server, owner, '/orgs/o1/members', { user_id: user, role });
+}
+
+/** A new session of org `o1` (the org is created once); its id. */
+export async function newSession(server) {
+  const owner = mintToken('owner', { role: 'owner' });
+  await ensureOrg(server, owner);
   const event = await post(server, owner, '/events', {
     name: 'E',
     description: '',
