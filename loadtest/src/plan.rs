@@ -440,3 +440,9 @@ mod tests {
         assert_eq!(split(&rooms, Some(&api))[0].vote_window(), None);
     }
 }
+
+/// The user id of publisher `p` (global): its token's `sub`, and the member the harness makes
+/// an organizer of the org it provisions.
+pub(crate) fn publisher_user(p: usize) -> String {
+    format!("pub{p}")
+}

@@ -131,12 +131,14 @@ async fn room(api: &Api<'_>, event: &str, r: usize, capacity: usize) -> anyhow::
 }
 
 /// Creates the org, the event and `rooms` sessions with a poll each, `capacity` seats per
-/// session; `bar` counts the rooms made.
+/// session, and makes the `publishers` publishers organizers of the org; `bar` counts the rooms
+/// made.
 pub(crate) async fn provision(
     base: &str,
     secret: Option<String>,
     rooms: usize,
     capacity: usize,
+    publishers: usize,
     bar: &ProgressBar,
 ) -> anyhow::Result<Provisioned> {
     let base = base.trim_end_matches('/');
@@ -159,6 +161,20 @@ pub(crate) async fn provision(
         .post("/orgs", &json!({ "id": org, "name": "evd-loadtest" }))
         .await
         .context("create the org (is --api the engine's REST base URL?)")?;
+    // The setup users and the publishers act as organizers, so they are made members: a
+    // token's role is capped by its user's membership of an org that exists.
+    let organizers = (0..IN_FLIGHT.min(rooms))
+        .map(setup_user)
+        .chain((0..publishers).map(crate::plan::publisher_user));
+    for user in organizers {
+        owner
+            .post(
+                &format!("/orgs/{org}/members"),
+                &json!({ "user_id": user, "role": "organizer" }),
+            )
+            .await
+            .with_context(|| format!("make {user} an organizer"))?;
+    }
     // The API caps sessions per event, so the rooms are spread over as many events as needed.
     let mut events = Vec::new();
     for e in 0..rooms.div_ceil(SESSIONS_PER_EVENT).max(1) {
@@ -179,14 +195,7 @@ pub(crate) async fn provision(
     let slots = (0..IN_FLIGHT.min(rooms)).map(|n| {
         let (http, signer, org, events, next, made) = (&http, &signer, &org, &events, &next, &made);
         async move {
-            let api = Api::new(
-                http,
-                base,
-                signer,
-                org,
-                &format!("lt-setup-{n}"),
-                Role::Organizer,
-            )?;
+            let api = Api::new(http, base, signer, org, &setup_user(n), Role::Organizer)?;
             loop {
                 let r = next.fetch_add(1, Ordering::Relaxed);
                 if r >= rooms {
@@ -214,4 +223,9 @@ pub(crate) async fn provision(
         t0.elapsed().as_secs_f64()
     ));
     Ok(Provisioned { org, rooms })
+}
+
+/// The user id of the `n`th setup organizer.
+fn setup_user(n: usize) -> String {
+    format!("lt-setup-{n}")
 }

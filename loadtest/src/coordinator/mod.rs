@@ -65,6 +65,7 @@ async fn coordinate(args: Args) -> anyhow::Result<()> {
                     Scenario::Broadcast => args.connections,
                     _ => args.room_size,
                 },
+                args.publishers,
                 &bar,
             )
             .await?;

@@ -22,7 +22,9 @@ pub(super) async fn publisher(ctx: Rc<Ctx>, p: usize) {
         return;
     }
     let t = p % plan.targets.len();
-    let token = ctx.net.token(&format!("pub{p}"), Role::Organizer, None);
+    let token = ctx
+        .net
+        .token(&crate::plan::publisher_user(p), Role::Organizer, None);
     let ws = match ctx.net.open(t, token.as_deref()).await {
         Ok(ws) => ws,
         Err(e) => {
