@@ -332,6 +332,12 @@ pub(crate) fn split(args: &Args, api: Option<&Provisioned>) -> Vec<WorkerPlan> {
         .collect()
 }
 
+/// The user id of publisher `p` (global): its token's `sub`, and the member the harness makes
+/// an organizer of the org it provisions.
+pub(crate) fn publisher_user(p: usize) -> String {
+    format!("pub{p}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -439,10 +445,4 @@ mod tests {
         let rooms = args(&["rooms", "-c", "30"]);
         assert_eq!(split(&rooms, Some(&api))[0].vote_window(), None);
     }
-}
-
-/// The user id of publisher `p` (global): its token's `sub`, and the member the harness makes
-/// an organizer of the org it provisions.
-pub(crate) fn publisher_user(p: usize) -> String {
-    format!("pub{p}")
 }
