@@ -67,14 +67,22 @@ pub struct DirectReader {
 
 impl DirectReader {
     fn feed(&mut self, bytes: &[u8]) {
-        let conn = &self.conn;
-        let ready = &mut self.ready;
-        self.frames.feed(bytes, &mut |event| match event {
-            Parsed::Message(m) => ready.push_back(Ok(m)),
-            Parsed::Reply(frame) => conn.write_raw(&frame),
-            Parsed::Error(e) => ready.push_back(Err(e)),
-        });
+        feed(&self.conn, &mut self.frames, &mut self.ready, bytes);
     }
+}
+
+/// Parses `bytes`: messages and errors join `ready`, replies go out on `conn`.
+fn feed(
+    conn: &Conn,
+    frames: &mut FrameState,
+    ready: &mut VecDeque<Result<Message, ts::Error>>,
+    bytes: &[u8],
+) {
+    frames.feed(bytes, &mut |event| match event {
+        Parsed::Message(m) => ready.push_back(Ok(m)),
+        Parsed::Reply(frame) => conn.write_raw(&frame),
+        Parsed::Error(e) => ready.push_back(Err(e)),
+    });
 }
 
 impl Stream for DirectReader {
@@ -96,7 +104,12 @@ impl Stream for DirectReader {
             if this.ended || this.frames.closed {
                 return Poll::Ready(None);
             }
-            let conn = Arc::clone(&this.conn);
+            let DirectReader {
+                conn,
+                frames,
+                ready,
+                ..
+            } = this;
             let Some(direct) = &conn.direct else {
                 this.ended = true;
                 let e = io::Error::from(io::ErrorKind::Unsupported);
@@ -112,7 +125,7 @@ impl Stream for DirectReader {
                 match stream.try_read(&mut scratch[..]) {
                     Ok(0) => Ok(None),
                     Ok(n) => {
-                        this.feed(&scratch[..n]);
+                        feed(conn, frames, ready, &scratch[..n]);
                         Ok(Some(()))
                     }
                     Err(e) => Err(e),

@@ -93,17 +93,15 @@ impl Conn {
         codec: Codec,
         queue_limit: usize,
     ) -> Conn {
-        Conn {
-            me: std::sync::Weak::new(),
+        Conn::build(
+            std::sync::Weak::new(),
             id,
             user,
             wire,
             codec,
-            queue: SendQueue::new(queue_limit),
-            rooms: Mutex::new(Vec::new()),
-            writer_done: Notify::new(),
-            direct: None,
-        }
+            queue_limit,
+            None,
+        )
     }
 
     /// [`Conn::on_wire`], written directly to a plain TCP socket when `direct` is given.
@@ -115,8 +113,20 @@ impl Conn {
         queue_limit: usize,
         direct: Option<Arc<Direct>>,
     ) -> Arc<Conn> {
-        Arc::new_cyclic(|me| Conn {
-            me: me.clone(),
+        Arc::new_cyclic(|me| Conn::build(me.clone(), id, user, wire, codec, queue_limit, direct))
+    }
+
+    fn build(
+        me: std::sync::Weak<Conn>,
+        id: ConnId,
+        user: Arc<str>,
+        wire: Wire,
+        codec: Codec,
+        queue_limit: usize,
+        direct: Option<Arc<Direct>>,
+    ) -> Conn {
+        Conn {
+            me,
             id,
             user,
             wire,
@@ -125,7 +135,7 @@ impl Conn {
             rooms: Mutex::new(Vec::new()),
             writer_done: Notify::new(),
             direct,
-        })
+        }
     }
 
     /// Queues `item` and, on a direct socket, writes what is queued now.
@@ -183,11 +193,6 @@ impl Conn {
             // Being dropped, or no runtime: nothing will drain it.
             _ => d.abandon(),
         }
-    }
-
-    /// Whether a [`writer`] task drains this connection's queue.
-    pub fn needs_writer_task(&self) -> bool {
-        self.direct.is_none()
     }
 
     /// Rooms this connection is in, its `user:` room included.

@@ -3,9 +3,8 @@
 //! since each message must come back as sent): written directly on a plain TCP socket, by a
 //! writer task behind TLS. Enabled only by the test-only `test_echo` setting.
 
-use super::reader::{close_code_for, writer_config};
+use super::reader::{close_code_for, direct_writer, writer_config};
 use crate::conn::Conn;
-use crate::conn::direct::Direct;
 use crate::conn::direct_read;
 use crate::conn::queue::{Outbound, Payload};
 use crate::conn::writer::{self, Packing};
@@ -40,12 +39,7 @@ pub async fn run(node: Arc<Node>, socket: WebSocket, permit: ConnPermit) {
 
 /// Echoes every text and binary message until the client closes, on a plain TCP socket.
 pub async fn run_direct(node: Arc<Node>, socket: TcpStream, read_buf: Bytes, permit: ConnPermit) {
-    let direct = Arc::new(Direct::new(
-        socket,
-        writer_config(&node, Packing::OnePerFrame),
-        Arc::clone(&node.stats),
-        Arc::clone(&node.metrics),
-    ));
+    let direct = direct_writer(&node, socket, Packing::OnePerFrame);
     let conn = Conn::with_direct(
         0,
         "echo".into(),

@@ -246,12 +246,7 @@ pub async fn run_direct(
     permit: ConnPermit,
 ) {
     let wire = Wire::Evd;
-    let direct = Arc::new(Direct::new(
-        socket,
-        writer_config(&node, packing(wire)),
-        Arc::clone(&node.stats),
-        Arc::clone(&node.metrics),
-    ));
+    let direct = direct_writer(&node, socket, packing(wire));
     let opened = Box::pin(node.open_conn(&claims, wire, codec, Some(Arc::clone(&direct)))).await;
     let conn = match opened {
         Ok(conn) => conn,
@@ -302,6 +297,16 @@ fn packing(wire: Wire) -> Packing {
         Wire::Evd => Packing::Batch,
         Wire::SocketIo => Packing::OnePerFrame,
     }
+}
+
+/// The direct write side of a plain TCP socket, with this node's writer settings.
+pub fn direct_writer(node: &Node, socket: TcpStream, packing: Packing) -> Arc<Direct> {
+    Arc::new(Direct::new(
+        socket,
+        writer_config(node, packing),
+        Arc::clone(&node.stats),
+        Arc::clone(&node.metrics),
+    ))
 }
 
 /// The writer settings for this node.
