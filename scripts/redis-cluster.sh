@@ -5,6 +5,7 @@
 #   scripts/redis-cluster.sh start [BASE]   # ports BASE..BASE+5 (default 7000, or $EVD_CLUSTER_PORT)
 #   scripts/redis-cluster.sh stop [BASE]
 #   scripts/redis-cluster.sh seeds [BASE]   # prints the seed list for EVD_BROKER_URL
+#   scripts/redis-cluster.sh kill-primary [BASE]  # SIGKILL a primary, await the failover, restart it
 #
 # Data and PID files live in ./.cluster/<BASE>/ (gitignored). `start` waits until every node
 # reports cluster_state:ok; `stop` kills the recorded PIDs only.
@@ -42,18 +43,62 @@ stop() {
   rm -rf "$dir"
 }
 
+# Starts the Redis node on port P in the background (it rejoins the cluster it knows from its
+# nodes.conf, if it has one).
+launch() { # p
+  local p=$1
+  mkdir -p "$dir/$p"
+  redis-server --port "$p" --bind 127.0.0.1 --cluster-enabled yes \
+    --cluster-config-file "$dir/$p/nodes.conf" --cluster-node-timeout "$node_timeout" \
+    --cluster-replica-validity-factor 0 \
+    --dir "$dir/$p" --save '' --appendonly no --daemonize no \
+    --logfile "$dir/$p/redis.log" --maxclients 20000 >/dev/null 2>&1 &
+  echo $! >"$dir/$p.pid"
+}
+
+# SIGKILLs one primary (the first port that is one), waits until its replica has taken over and
+# the cluster is whole, then starts the killed node again, which rejoins as a replica.
+kill_primary() {
+  local victim="" p pid t0
+  for p in "${ports[@]}"; do
+    if redis-cli -p "$p" info replication 2>/dev/null | grep -q 'role:master'; then victim=$p; break; fi
+  done
+  [ -n "$victim" ] || { echo "no primary found on ${ports[*]}" >&2; exit 1; }
+  local replica
+  replica=$(redis-cli -p "$victim" info replication | grep -o 'slave0:ip=[^,]*,port=[0-9]*' | grep -o '[0-9]*$' || true)
+  [ -n "$replica" ] || { echo "primary $victim has no replica" >&2; exit 1; }
+  pid=$(cat "$dir/$victim.pid")
+  t0=$(date +%s.%N)
+  kill -9 "$pid"
+  echo "killed primary $victim (pid $pid); its replica is $replica"
+  local ok=0
+  for _ in $(seq 600); do
+    sleep 0.1
+    ok=1
+    for p in "${ports[@]}"; do
+      [ "$p" = "$victim" ] && continue
+      redis-cli -p "$p" cluster info 2>/dev/null | grep -q 'cluster_state:ok' || ok=0
+    done
+    # The replica was promoted and every live node sees the cluster whole.
+    if [ "$ok" = 1 ] && redis-cli -p "$replica" info replication 2>/dev/null | grep -q 'role:master'; then break; fi
+    ok=0
+  done
+  [ "$ok" = 1 ] || { echo "the cluster did not recover from the kill of $victim within 60 s" >&2; exit 1; }
+  echo "a replica took over after $(python3 -c "import time;print(round(time.time()-$t0,2))") s"
+  launch "$victim"
+  for _ in $(seq 600); do
+    redis-cli -p "$victim" info replication 2>/dev/null | grep -q 'master_link_status:up' && break
+    sleep 0.1
+  done
+  echo "node $victim is back as $(redis-cli -p "$victim" info replication | grep -o 'role:[a-z]*')"
+}
+
 start() {
   command -v redis-server >/dev/null || { echo "redis-server not found" >&2; exit 1; }
   stop
   mkdir -p "$dir"
   for p in "${ports[@]}"; do
-    mkdir -p "$dir/$p"
-    redis-server --port "$p" --bind 127.0.0.1 --cluster-enabled yes \
-      --cluster-config-file "$dir/$p/nodes.conf" --cluster-node-timeout "$node_timeout" \
-      --cluster-replica-validity-factor 0 \
-      --dir "$dir/$p" --save '' --appendonly no --daemonize no \
-      --logfile "$dir/$p/redis.log" --maxclients 20000 >/dev/null 2>&1 &
-    echo $! >"$dir/$p.pid"
+    launch "$p"
   done
   for p in "${ports[@]}"; do
     for _ in $(seq 100); do
@@ -90,5 +135,6 @@ case "$cmd" in
   start) start ;;
   stop) stop ;;
   seeds) seeds ;;
-  *) echo "usage: $0 start|stop|seeds [port base]" >&2; exit 2 ;;
+  kill-primary) kill_primary ;;
+  *) echo "usage: $0 start|stop|seeds|kill-primary [port base]" >&2; exit 2 ;;
 esac

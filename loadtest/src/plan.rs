@@ -140,6 +140,12 @@ pub(crate) struct Args {
     /// Seconds to wait for all connections before measuring anyway.
     #[arg(long, default_value_t = 120.0)]
     pub(crate) connect_timeout: f64,
+    /// A client or publisher whose connection the server closes or loses (a node restarted, a
+    /// drain, a network fault) reconnects with back-off and rejoins with `recover`, as a real
+    /// client would; the report counts them under `reconnects`. Without it such a client is
+    /// gone for the rest of the run.
+    #[arg(long)]
+    pub(crate) reconnect: bool,
     /// Print one JSON object instead of the human report; no progress bars.
     #[arg(long)]
     pub(crate) json: bool,
@@ -175,6 +181,8 @@ pub(crate) struct WorkerPlan {
     pub(crate) org: String,
     /// Every publisher fires at once (`--sync-publishers`).
     pub(crate) sync_publishers: bool,
+    /// Clients and publishers come back after losing their connection (`--reconnect`).
+    pub(crate) reconnect: bool,
     /// The rooms made through the REST API, by room index; empty without `--api`.
     pub(crate) api_rooms: Vec<ApiRoom>,
 }
@@ -324,6 +332,7 @@ pub(crate) fn split(args: &Args, api: Option<&Provisioned>) -> Vec<WorkerPlan> {
                 secret: args.secret.clone(),
                 org: api.map_or_else(|| args.org.clone(), |a| a.org.clone()),
                 sync_publishers: args.sync_publishers,
+                reconnect: args.reconnect,
                 api_rooms: api.map(|a| a.rooms.clone()).unwrap_or_default(),
             };
             first += clients;

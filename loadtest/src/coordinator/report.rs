@@ -3,7 +3,7 @@
 
 use crate::plan::Args;
 use crate::procstat::Sample;
-use crate::stats::{Merged, VotesMerged};
+use crate::stats::{Merged, StormReport, VotesMerged};
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -86,14 +86,18 @@ pub(super) fn build(run: &Run<'_>, merged: &Merged, votes: Option<&VotesMerged>)
         }
         _ => Value::Null,
     };
-    let storm = merged.storm.as_ref().map(|(s, h)| {
-        json!({
-            "dropped": s.dropped, "back": s.back, "recovered": s.recovered,
-            "not_recovered": s.not_recovered, "replayed": s.replayed,
-            "all_back_s": s.slowest_us as f64 / 1e6,
-            "rejoin_p50_ms": q(h, 0.5), "rejoin_p99_ms": q(h, 0.99),
+    let comebacks = |c: &Option<(StormReport, Histogram<u64>)>| {
+        c.as_ref().map(|(s, h)| {
+            json!({
+                "dropped": s.dropped, "back": s.back, "recovered": s.recovered,
+                "not_recovered": s.not_recovered, "replayed": s.replayed,
+                "all_back_s": s.slowest_us as f64 / 1e6,
+                "rejoin_p50_ms": q(h, 0.5), "rejoin_p99_ms": q(h, 0.99),
+            })
         })
-    });
+    };
+    let storm = comebacks(&merged.storm);
+    let reconnects = comebacks(&merged.reconnects);
     let start_us = run.start_us;
     let votes = votes.map(|v| {
         let span_s = v.last_ack_us.saturating_sub(start_us) as f64 / 1e6;
@@ -147,11 +151,13 @@ pub(super) fn build(run: &Run<'_>, merged: &Merged, votes: Option<&VotesMerged>)
         "reorders": merged.reorders,
         "churn": args.churn,
         "churn_rejoins": merged.rejoins,
+        "churn_not_recovered": merged.rejoins_not_recovered,
         "errors": merged.errors,
         "error_kinds": merged.error_kinds,
         "closes": merged.closes,
         "server": server,
         "storm": storm,
+        "reconnects": reconnects,
         "api": args.api,
         "org": run.org,
         "sync_publishers": args.sync_publishers,
@@ -208,10 +214,13 @@ pub(super) fn human(r: &Value) -> String {
             f(&sv["cpu_per_delivery_us"]),
         );
     }
-    let st = &r["storm"];
-    if !st.is_null() {
+    for (label, key) in [("storm        ", "storm"), ("reconnects   ", "reconnects")] {
+        let st = &r[key];
+        if st.is_null() {
+            continue;
+        }
         s += &format!(
-            "storm         {} dropped, {} back in {:.2} s (rejoin p50 {:.0} ms p99 {:.0} ms), {} recovered, {} not, {} messages replayed\n",
+            "{label} {} dropped, {} back in {:.2} s (rejoin p50 {:.0} ms p99 {:.0} ms), {} recovered, {} not, {} messages replayed\n",
             st["dropped"],
             st["back"],
             f(&st["all_back_s"]),

@@ -83,11 +83,17 @@ pub(crate) struct WorkerReport {
     pub(crate) reorders: u64,
     /// Churn leaves answered by a rejoin.
     pub(crate) rejoins: u64,
+    /// Churn rejoins answered `recovered:false`.
+    #[serde(default)]
+    pub(crate) rejoins_not_recovered: u64,
     pub(crate) errors: u64,
     pub(crate) error_kinds: BTreeMap<String, u64>,
     /// Server-initiated closes by close code (1006: dropped without a close frame).
     pub(crate) closes: BTreeMap<String, u64>,
     pub(crate) storm: Option<StormReport>,
+    /// Connections the server closed or lost and how they came back, with `--reconnect`.
+    #[serde(default)]
+    pub(crate) reconnects: Option<StormReport>,
     /// Votes and tallies, when the clients vote.
     pub(crate) votes: Option<VoteReport>,
     /// This worker's own CPU time (user + system), seconds.
@@ -110,11 +116,29 @@ pub(crate) struct Merged {
     pub(crate) gaps: u64,
     pub(crate) reorders: u64,
     pub(crate) rejoins: u64,
+    pub(crate) rejoins_not_recovered: u64,
     pub(crate) errors: u64,
     pub(crate) error_kinds: BTreeMap<String, u64>,
     pub(crate) closes: BTreeMap<String, u64>,
     pub(crate) storm: Option<(StormReport, Histogram<u64>)>,
+    pub(crate) reconnects: Option<(StormReport, Histogram<u64>)>,
     pub(crate) cpu_s: f64,
+}
+
+/// Adds one worker's storm or reconnect figures to the sum so far.
+fn add_storm(
+    into: &mut Option<(StormReport, Histogram<u64>)>,
+    s: &StormReport,
+) -> anyhow::Result<()> {
+    let (acc, hist) = into.get_or_insert_with(|| (StormReport::default(), histogram()));
+    acc.dropped += s.dropped;
+    acc.back += s.back;
+    acc.recovered += s.recovered;
+    acc.not_recovered += s.not_recovered;
+    acc.replayed += s.replayed;
+    acc.slowest_us = acc.slowest_us.max(s.slowest_us);
+    hist.add(decode(&s.rejoin_hist)?)?;
+    Ok(())
 }
 
 fn add_map<K: Ord + Clone>(into: &mut BTreeMap<K, u64>, from: &BTreeMap<K, u64>) {
@@ -143,13 +167,14 @@ pub(crate) fn merge(reports: &[WorkerReport]) -> anyhow::Result<Merged> {
         gaps: 0,
         reorders: 0,
         rejoins: 0,
+        rejoins_not_recovered: 0,
         errors: 0,
         error_kinds: BTreeMap::new(),
         closes: BTreeMap::new(),
         storm: None,
+        reconnects: None,
         cpu_s: 0.0,
     };
-    let mut storm: Option<(StormReport, Histogram<u64>)> = None;
     for r in reports {
         m.connected += r.connected;
         m.connect_failed += r.connect_failed;
@@ -163,19 +188,16 @@ pub(crate) fn merge(reports: &[WorkerReport]) -> anyhow::Result<Merged> {
         m.gaps += r.gaps;
         m.reorders += r.reorders;
         m.rejoins += r.rejoins;
+        m.rejoins_not_recovered += r.rejoins_not_recovered;
         m.errors += r.errors;
         add_map(&mut m.error_kinds, &r.error_kinds);
         add_map(&mut m.closes, &r.closes);
         m.cpu_s += r.cpu_s;
         if let Some(s) = &r.storm {
-            let (acc, hist) = storm.get_or_insert_with(|| (StormReport::default(), histogram()));
-            acc.dropped += s.dropped;
-            acc.back += s.back;
-            acc.recovered += s.recovered;
-            acc.not_recovered += s.not_recovered;
-            acc.replayed += s.replayed;
-            acc.slowest_us = acc.slowest_us.max(s.slowest_us);
-            hist.add(decode(&s.rejoin_hist)?)?;
+            add_storm(&mut m.storm, s)?;
+        }
+        if let Some(s) = &r.reconnects {
+            add_storm(&mut m.reconnects, s)?;
         }
     }
     m.sent = sent_per_room.values().sum();
@@ -185,7 +207,6 @@ pub(crate) fn merge(reports: &[WorkerReport]) -> anyhow::Result<Merged> {
         .sum();
     m.connect = connect;
     m.latency = latency;
-    m.storm = storm;
     Ok(m)
 }
 #[cfg(test)]

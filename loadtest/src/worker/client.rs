@@ -1,13 +1,14 @@
 //! A client: connects and joins its room during the ramp, then, until the run ends, reads what
 //! the room sends, sends its heartbeat, and when the scenario says so churns, votes once, and
-//! goes through the reconnect storm.
+//! goes through the reconnect storm. With `--reconnect` it comes back after losing its
+//! connection, and resends a vote that got no answer.
 //!
 //! Timers are per event, not per tick: a chat client sleeps until its next churn (a Poisson
 //! process) and its vote, so 100,000 idle clients cause no wakeups between them.
 
 use super::counters::ABNORMAL_CLOSE;
 use super::member::{Member, join};
-use super::storm::storm;
+use super::storm::{Cause, come_back, storm};
 use super::transport::{Frame, Ws, frame};
 use super::{Ctx, Phase};
 use crate::plan::Scenario;
@@ -110,16 +111,15 @@ pub(super) async fn client(ctx: Rc<Ctx>, i: usize) {
                 vote_due_us = Some(start_us + at.as_micros() as u64);
             }
         }
+        let mut lost = false;
         tokio::select! {
             msg = ws.next() => {
-                if !on_frame(&ctx, &mut ws, &mut member, msg).await {
-                    break;
-                }
+                lost = !on_frame(&ctx, &mut ws, &mut member, msg).await;
             }
             _ = ping.tick() => {
                 if let Some(p) = ctx.wire.ping() && ws.send(p).await.is_err() {
                     ctx.counters.borrow_mut().close(ABNORMAL_CLOSE);
-                    break;
+                    lost = true;
                 }
             }
             () = &mut churn_timer, if churning => {
@@ -129,23 +129,27 @@ pub(super) async fn client(ctx: Rc<Ctx>, i: usize) {
                     Ok(()) => join(&ctx, &mut ws, &room, &mut member, true, false).await,
                     Err(e) => Err(e.to_string()),
                 };
-                if let Err(e) = back {
-                    ctx.counters.borrow_mut().error(format!("churn: {e}"));
-                    break;
-                }
-                ctx.counters.borrow_mut().rejoins += 1;
                 churn_timer
                     .as_mut()
                     .reset(tokio::time::Instant::now() + churn_gap());
+                match back {
+                    Ok(recovered) => {
+                        let mut c = ctx.counters.borrow_mut();
+                        c.rejoins += 1;
+                        c.rejoins_not_recovered += u64::from(!recovered);
+                    }
+                    Err(e) => {
+                        ctx.counters.borrow_mut().error(format!("churn: {e}"));
+                        lost = true;
+                    }
+                }
             }
             () = &mut vote_timer, if vote_due_us.is_some() => {
-                let Some(api_room) = plan.api_rooms.get(room_idx) else { break };
-                let option = &api_room.options[fastrand::usize(..api_room.options.len())];
                 member.vote_due_us = vote_due_us.take();
                 ctx.counters.borrow_mut().votes_sent += 1;
-                if ws.send(ctx.wire.vote(&api_room.poll, option)).await.is_err() {
+                if !send_vote(&ctx, &mut ws, room_idx).await {
                     ctx.counters.borrow_mut().close(ABNORMAL_CLOSE);
-                    break;
+                    lost = true;
                 }
             }
             changed = phase.changed() => {
@@ -163,7 +167,34 @@ pub(super) async fn client(ctx: Rc<Ctx>, i: usize) {
                 }
             }
         }
+        if lost {
+            if !plan.reconnect || *phase.borrow() == Phase::Done {
+                break;
+            }
+            match come_back(&ctx, Cause::Lost, t, token.as_deref(), &room, &mut member).await {
+                Some(back) => ws = back,
+                None => break,
+            }
+            // A vote sent on the lost connection may or may not have been committed: send it
+            // again, and take "already voted" for its answer.
+            if member.vote_due_us.is_some() {
+                member.vote_resent = true;
+                if !send_vote(&ctx, &mut ws, room_idx).await {
+                    ctx.counters.borrow_mut().close(ABNORMAL_CLOSE);
+                    break;
+                }
+            }
+        }
     }
+}
+
+/// Votes for a random option of the room's poll; false when the connection is gone.
+async fn send_vote(ctx: &Ctx, ws: &mut Ws, room_idx: usize) -> bool {
+    let Some(api_room) = ctx.plan.api_rooms.get(room_idx) else {
+        return true;
+    };
+    let option = &api_room.options[fastrand::usize(..api_room.options.len())];
+    ws.send(ctx.wire.vote(&api_room.poll, option)).await.is_ok()
 }
 
 /// Handles one frame in the run loop; false when the connection is gone.

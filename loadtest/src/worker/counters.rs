@@ -10,8 +10,8 @@ use std::time::Instant;
 /// The close reported for a connection lost without a close frame (RFC 6455, 7.1.5).
 pub(super) const ABNORMAL_CLOSE: &str = "1006";
 
-/// What the reconnect storm did to this worker's clients.
-#[derive(Default)]
+/// How this worker's clients came back: after the reconnect storm, or after losing their
+/// connection (`--reconnect`).
 pub(super) struct StormCounters {
     pub(super) dropped: u64,
     pub(super) back: u64,
@@ -19,6 +19,34 @@ pub(super) struct StormCounters {
     pub(super) not_recovered: u64,
     pub(super) replayed: u64,
     pub(super) slowest_us: u64,
+    /// Drop → rejoin time per client, µs.
+    pub(super) rejoin_hist: Histogram<u64>,
+}
+
+impl StormCounters {
+    fn new() -> StormCounters {
+        StormCounters {
+            dropped: 0,
+            back: 0,
+            recovered: 0,
+            not_recovered: 0,
+            replayed: 0,
+            slowest_us: 0,
+            rejoin_hist: stats::histogram(),
+        }
+    }
+
+    fn report(&self) -> StormReport {
+        StormReport {
+            dropped: self.dropped,
+            back: self.back,
+            recovered: self.recovered,
+            not_recovered: self.not_recovered,
+            replayed: self.replayed,
+            slowest_us: self.slowest_us,
+            rejoin_hist: stats::encode(&self.rejoin_hist),
+        }
+    }
 }
 
 /// Everything a worker counts, shared by its clients and publishers (one thread, no locks).
@@ -33,7 +61,6 @@ pub(super) struct Counters {
     pub(super) last_connect: Option<Instant>,
     pub(super) connect_hist: Histogram<u64>,
     pub(super) latency_hist: Histogram<u64>,
-    pub(super) rejoin_hist: Histogram<u64>,
     pub(super) members_now: BTreeMap<usize, u64>,
     pub(super) members_at_start: BTreeMap<usize, u64>,
     pub(super) sent_per_room: BTreeMap<usize, u64>,
@@ -42,10 +69,14 @@ pub(super) struct Counters {
     pub(super) reorders: u64,
     /// Churn leaves answered by a rejoin.
     pub(super) rejoins: u64,
+    /// Churn rejoins answered `recovered:false`.
+    pub(super) rejoins_not_recovered: u64,
     pub(super) errors: u64,
     pub(super) error_kinds: BTreeMap<String, u64>,
     pub(super) closes: BTreeMap<String, u64>,
     pub(super) storm: StormCounters,
+    /// Connections the server closed or lost, and how they came back (`--reconnect`).
+    pub(super) lost: StormCounters,
     pub(super) votes_sent: u64,
     pub(super) votes_acked_per_room: BTreeMap<usize, u64>,
     pub(super) vote_error_kinds: BTreeMap<String, u64>,
@@ -69,7 +100,6 @@ impl Counters {
             last_connect: None,
             connect_hist: stats::histogram(),
             latency_hist: stats::histogram(),
-            rejoin_hist: stats::histogram(),
             members_now: BTreeMap::new(),
             members_at_start: BTreeMap::new(),
             sent_per_room: BTreeMap::new(),
@@ -77,10 +107,12 @@ impl Counters {
             gaps: 0,
             reorders: 0,
             rejoins: 0,
+            rejoins_not_recovered: 0,
             errors: 0,
             error_kinds: BTreeMap::new(),
             closes: BTreeMap::new(),
-            storm: StormCounters::default(),
+            storm: StormCounters::new(),
+            lost: StormCounters::new(),
             votes_sent: 0,
             votes_acked_per_room: BTreeMap::new(),
             vote_error_kinds: BTreeMap::new(),
@@ -109,7 +141,7 @@ impl Counters {
     pub(super) fn progress(&self) -> serde_json::Value {
         serde_json::json!({
             "t": "progress", "connected": self.connected, "settled": self.settled,
-            "received": self.received, "back": self.storm.back, "errors": self.errors,
+            "received": self.received, "back": self.storm.back + self.lost.back, "errors": self.errors,
             "votes_acked": self.votes_acked_per_room.values().sum::<u64>(),
         })
     }
@@ -121,15 +153,8 @@ impl Counters {
             (Some(a), Some(b)) => b.duration_since(a).as_micros() as u64,
             _ => 0,
         };
-        let storm = (plan.scenario == Scenario::ReconnectStorm).then(|| StormReport {
-            dropped: c.storm.dropped,
-            back: c.storm.back,
-            recovered: c.storm.recovered,
-            not_recovered: c.storm.not_recovered,
-            replayed: c.storm.replayed,
-            slowest_us: c.storm.slowest_us,
-            rejoin_hist: stats::encode(&c.rejoin_hist),
-        });
+        let storm = (plan.scenario == Scenario::ReconnectStorm).then(|| c.storm.report());
+        let reconnects = plan.reconnect.then(|| c.lost.report());
         WorkerReport {
             worker: plan.worker,
             connected: c.connected,
@@ -144,10 +169,12 @@ impl Counters {
             gaps: c.gaps,
             reorders: c.reorders,
             rejoins: c.rejoins,
+            rejoins_not_recovered: c.rejoins_not_recovered,
             errors: c.errors,
             error_kinds: c.error_kinds.clone(),
             closes: c.closes.clone(),
             storm,
+            reconnects,
             votes: plan.vote_window().map(|_| {
                 let mut tallies: BTreeMap<usize, RoomTally> = BTreeMap::new();
                 for (room, t) in c.tallies.iter().flatten() {

@@ -22,6 +22,8 @@ pub(super) struct Member {
     pub(super) poll: Option<String>,
     /// The intended time of the vote awaiting its reply, unix µs.
     pub(super) vote_due_us: Option<u64>,
+    /// The vote was sent again after a reconnect, so "already voted" answers it.
+    pub(super) vote_resent: bool,
     /// The largest tally `total` seen.
     max_total: u64,
 }
@@ -43,14 +45,11 @@ impl Member {
             Incoming::Message { offset, text } => self.message(c, offset, &text, now_us),
             Incoming::Ack {
                 r#ref: Some(VOTE_REF),
-            } => {
-                if let Some(due) = self.vote_due_us.take() {
-                    *c.votes_acked_per_room.entry(self.room).or_default() += 1;
-                    c.vote_hist
-                        .saturating_record(now_us.saturating_sub(due).max(1));
-                    c.last_ack_us = c.last_ack_us.max(now_us);
-                }
-            }
+            } => self.vote_answered(c, now_us),
+            Incoming::Error {
+                r#ref: Some(VOTE_REF),
+                code,
+            } if self.vote_resent && code == "conflict" => self.vote_answered(c, now_us),
             Incoming::Error {
                 r#ref: Some(VOTE_REF),
                 code,
@@ -68,6 +67,16 @@ impl Member {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Counts the answer to this member's vote, once.
+    fn vote_answered(&mut self, c: &mut Counters, now_us: u64) {
+        if let Some(due) = self.vote_due_us.take() {
+            *c.votes_acked_per_room.entry(self.room).or_default() += 1;
+            c.vote_hist
+                .saturating_record(now_us.saturating_sub(due).max(1));
+            c.last_ack_us = c.last_ack_us.max(now_us);
         }
     }
 

@@ -12,7 +12,14 @@ use std::rc::Rc;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
-/// A publisher: an open-loop schedule of `rate` messages per second over its rooms.
+/// The first back-off before a publisher reconnects (`--reconnect`), before jitter.
+const BACKOFF_FIRST: Duration = Duration::from_millis(50);
+/// The back-off doubles up to this.
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// A publisher: an open-loop schedule of `rate` messages per second over its rooms. With
+/// `--reconnect` it reconnects after losing its connection and goes on with the schedule, the
+/// late messages stamped with their due times.
 pub(super) async fn publisher(ctx: Rc<Ctx>, p: usize) {
     let plan = &ctx.plan;
     let rooms = plan.rooms_of_publisher(p);
@@ -21,6 +28,47 @@ pub(super) async fn publisher(ctx: Rc<Ctx>, p: usize) {
         ctx.counters.borrow_mut().publishers_ready += 1;
         return;
     }
+    let mut k: u64 = 0;
+    let mut ready = false;
+    let mut backoff = BACKOFF_FIRST;
+    loop {
+        let outcome = session(&ctx, p, &rooms, &mut k, &mut ready).await;
+        let done = *ctx.phase.borrow() == Phase::Done;
+        if outcome == Session::Finished || !plan.reconnect || done {
+            if !ready {
+                ctx.counters.borrow_mut().publishers_ready += 1;
+            }
+            return;
+        }
+        if outcome == Session::Connected {
+            backoff = BACKOFF_FIRST;
+        }
+        tokio::time::sleep(backoff.mul_f64(0.5 + fastrand::f64())).await;
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// How one connection of a publisher ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Session {
+    /// The schedule is done (or the run ended).
+    Finished,
+    /// The connection was lost after it was up.
+    Connected,
+    /// The connection could not be made.
+    Refused,
+}
+
+/// One connection of publisher `p`: connects, says ready once, and publishes from message `k`
+/// on until the schedule is done or the connection is lost.
+async fn session(
+    ctx: &Rc<Ctx>,
+    p: usize,
+    rooms: &[usize],
+    k: &mut u64,
+    ready: &mut bool,
+) -> Session {
+    let plan = &ctx.plan;
     let t = p % plan.targets.len();
     let token = ctx
         .net
@@ -29,8 +77,7 @@ pub(super) async fn publisher(ctx: Rc<Ctx>, p: usize) {
         Ok(ws) => ws,
         Err(e) => {
             ctx.counters.borrow_mut().error(format!("publisher: {e}"));
-            ctx.counters.borrow_mut().publishers_ready += 1;
-            return;
+            return Session::Refused;
         }
     };
     let (mut sink, mut stream) = ws.split();
@@ -53,7 +100,9 @@ pub(super) async fn publisher(ctx: Rc<Ctx>, p: usize) {
             }
         }
     }
-    ctx.counters.borrow_mut().publishers_ready += 1;
+    if !std::mem::replace(ready, true) {
+        ctx.counters.borrow_mut().publishers_ready += 1;
+    }
     // Replies are read (so the server never queues for us) and errors counted; Socket.IO pings
     // are answered through the writer.
     let (pong_tx, mut pong_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
@@ -87,12 +136,12 @@ pub(super) async fn publisher(ctx: Rc<Ctx>, p: usize) {
     let mut phase = ctx.phase.subscribe();
     while *phase.borrow_and_update() == Phase::Ramp {
         tokio::select! {
-            changed = phase.changed() => if changed.is_err() { return },
+            changed = phase.changed() => if changed.is_err() { return Session::Finished },
             Some(()) = pong_rx.recv() => { let _ = sink.send(Wire::sio_pong()).await; }
         }
     }
     let Some((start, start_us)) = ctx.start.get() else {
-        return;
+        return Session::Finished;
     };
     let schedule = Schedule::new(
         plan.rate,
@@ -102,44 +151,51 @@ pub(super) async fn publisher(ctx: Rc<Ctx>, p: usize) {
         plan.sync_publishers,
     );
     let total = schedule.total();
-    let mut k: u64 = 0;
-    while k < total {
+    while *k < total {
         // Everything due by now goes out at once, each stamped with its own due time.
         let due = schedule.due_by(start.elapsed().as_micros() as u64);
-        while k < due {
-            let room = rooms[(k % rooms.len() as u64) as usize];
-            let intended = start_us + schedule.due_at_us(k);
-            let text = stamp::text(k, intended, plan.payload);
+        while *k < due {
+            let room = rooms[(*k % rooms.len() as u64) as usize];
+            let intended = start_us + schedule.due_at_us(*k);
+            let text = stamp::text(*k, intended, plan.payload);
             if sink
                 .feed(wire.send(&plan.room_name(room), text))
                 .await
                 .is_err()
             {
                 ctx.counters.borrow_mut().error("publish: connection lost");
-                return;
+                return Session::Connected;
             }
             *ctx.counters
                 .borrow_mut()
                 .sent_per_room
                 .entry(room)
                 .or_default() += 1;
-            k += 1;
+            *k += 1;
         }
         if sink.flush().await.is_err() {
             ctx.counters.borrow_mut().error("publish: connection lost");
-            return;
+            return Session::Connected;
         }
-        if k >= total {
+        if *k >= total {
             break;
         }
-        let next = start + Duration::from_micros(schedule.due_at_us(k));
+        let next = start + Duration::from_micros(schedule.due_at_us(*k));
         tokio::select! {
             _ = tokio::time::sleep_until(next.into()) => {}
-            Some(()) = pong_rx.recv() => { let _ = sink.send(Wire::sio_pong()).await; }
+            pong = pong_rx.recv() => match pong {
+                Some(()) => { let _ = sink.send(Wire::sio_pong()).await; }
+                // The reader ended: the connection is gone.
+                None => {
+                    ctx.counters.borrow_mut().error("publish: connection lost");
+                    return Session::Connected;
+                }
+            }
         }
     }
     // Keep answering pings until the run ends.
     while pong_rx.recv().await.is_some() {
         let _ = sink.send(Wire::sio_pong()).await;
     }
+    Session::Finished
 }
