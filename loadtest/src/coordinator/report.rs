@@ -103,6 +103,7 @@ pub(super) fn build(run: &Run<'_>, merged: &Merged, votes: Option<&VotesMerged>)
         let span_s = v.last_ack_us.saturating_sub(start_us) as f64 / 1e6;
         json!({
             "sent": v.sent,
+            "retries": v.retries,
             "acked": v.acked,
             "errors": v.errors,
             "error_kinds": v.error_kinds,
@@ -234,10 +235,11 @@ pub(super) fn human(r: &Value) -> String {
     let v = &r["votes"];
     if !v.is_null() {
         s += &format!(
-            "votes         {} sent, {} acked, {} errors {}, {} unanswered; {:.0} acked/s\n\
+            "votes         {} sent ({} retried after rate_limited), {} acked, {} errors {}, {} unanswered; {:.0} acked/s\n\
              vote latency  {}\n\
              tally         {} of {} rooms ok, results converged in {:.2} s, {} members missed the final tally\n",
             v["sent"],
+            v["retries"],
             v["acked"],
             v["errors"],
             v["error_kinds"],

@@ -49,6 +49,9 @@ impl RoomTally {
 pub(crate) struct VoteReport {
     /// Votes sent.
     pub(crate) sent: u64,
+    /// Votes answered `rate_limited` and sent again (not counted in `sent`).
+    #[serde(default)]
+    pub(crate) retries: u64,
     /// Votes answered `ACK`, per room index.
     pub(crate) acked_per_room: BTreeMap<usize, u64>,
     /// Votes answered `ERROR`, by code.
@@ -65,6 +68,7 @@ pub(crate) struct VoteReport {
 #[derive(Debug)]
 pub(crate) struct VotesMerged {
     pub(crate) sent: u64,
+    pub(crate) retries: u64,
     pub(crate) acked: u64,
     pub(crate) errors: u64,
     pub(crate) error_kinds: BTreeMap<String, u64>,
@@ -87,6 +91,7 @@ pub(crate) fn merge_votes(reports: &[WorkerReport]) -> anyhow::Result<Option<Vot
     let mut any = false;
     let mut m = VotesMerged {
         sent: 0,
+        retries: 0,
         acked: 0,
         errors: 0,
         error_kinds: BTreeMap::new(),
@@ -103,6 +108,7 @@ pub(crate) fn merge_votes(reports: &[WorkerReport]) -> anyhow::Result<Option<Vot
     for v in reports.iter().filter_map(|r| r.votes.as_ref()) {
         any = true;
         m.sent += v.sent;
+        m.retries += v.retries;
         add_map(&mut m.error_kinds, &v.error_kinds);
         add_map(&mut acked_per_room, &v.acked_per_room);
         m.latency.add(decode(&v.latency_hist)?)?;
@@ -160,6 +166,7 @@ mod tests {
             latency_hist: empty.clone(),
             votes: Some(VoteReport {
                 sent,
+                retries: 0,
                 acked_per_room: acked.iter().copied().collect(),
                 error_kinds: errors.iter().map(|(k, n)| ((*k).to_owned(), *n)).collect(),
                 latency_hist: empty,

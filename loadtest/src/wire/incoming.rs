@@ -26,10 +26,12 @@ pub(crate) enum Incoming<'a> {
     },
     /// An `ACK` and the `ref` it answers.
     Ack { r#ref: Option<i64> },
-    /// An `ERROR` event with the `ref` it answers, if any, and its code.
+    /// An `ERROR` event with the `ref` it answers, if any, its code, and for `rate_limited`
+    /// how long to wait before a retry.
     Error {
         r#ref: Option<i64>,
         code: Cow<'a, str>,
+        retry_after_ms: Option<u64>,
     },
     /// A poll's running tally (`POLL_RESULTS`): all votes so far.
     PollResults { poll: Cow<'a, str>, total: u64 },
@@ -109,6 +111,8 @@ struct Lite<'a> {
     poll: Option<PollField<'a>>,
     #[serde(default)]
     total: Option<u64>,
+    #[serde(default)]
+    retry_after_ms: Option<u64>,
 }
 
 impl<'a> Lite<'a> {
@@ -133,6 +137,7 @@ impl<'a> Lite<'a> {
             "ERROR" => Incoming::Error {
                 r#ref: self.r#ref,
                 code: self.code.unwrap_or(Cow::Borrowed("unknown")),
+                retry_after_ms: self.retry_after_ms,
             },
             "POLL_RESULTS" => match self.poll.and_then(|p| p.0) {
                 Some(poll) => Incoming::PollResults {

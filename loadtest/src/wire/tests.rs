@@ -79,7 +79,7 @@ fn evd_msgpack_frames_read_like_json_ones() {
 
 #[test]
 fn evd_poll_results_acks_and_errors_carry_what_votes_need() {
-    let frame = br#"[{"ev":"POLL_CREATED","room":"session:s1","poll":{"id":"p1","question":"q","options":[{"id":"o1","text":"a"}],"closes_at":null}},{"ev":"POLL_RESULTS","room":"session:s1","poll":"p1","counts":{"o1":3,"o2":1},"total":4},{"ev":"ACK","ref":2},{"ev":"ERROR","ref":2,"code":"conflict","message":"you have already voted"},{"ev":"ERROR","code":"rate_limited","message":"slow down"},{"ev":"POLL_CLOSED","room":"session:s1","poll":"p1","counts":{},"total":4}]"#;
+    let frame = br#"[{"ev":"POLL_CREATED","room":"session:s1","poll":{"id":"p1","question":"q","options":[{"id":"o1","text":"a"}],"closes_at":null}},{"ev":"POLL_RESULTS","room":"session:s1","poll":"p1","counts":{"o1":3,"o2":1},"total":4},{"ev":"ACK","ref":2},{"ev":"ERROR","ref":2,"code":"conflict","message":"you have already voted"},{"ev":"ERROR","code":"rate_limited","message":"slow down","retry_after_ms":250},{"ev":"POLL_CLOSED","room":"session:s1","poll":"p1","counts":{},"total":4}]"#;
     let got = all(JSON, frame, false);
     assert_eq!(
         got,
@@ -92,11 +92,13 @@ fn evd_poll_results_acks_and_errors_carry_what_votes_need() {
             Incoming::Ack { r#ref: Some(2) },
             Incoming::Error {
                 r#ref: Some(VOTE_REF),
-                code: "conflict".into()
+                code: "conflict".into(),
+                retry_after_ms: None,
             },
             Incoming::Error {
                 r#ref: None,
-                code: "rate_limited".into()
+                code: "rate_limited".into(),
+                retry_after_ms: Some(250),
             },
             Incoming::Other,
         ]

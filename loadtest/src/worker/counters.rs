@@ -78,6 +78,8 @@ pub(super) struct Counters {
     /// Connections the server closed or lost, and how they came back (`--reconnect`).
     pub(super) lost: StormCounters,
     pub(super) votes_sent: u64,
+    /// Votes answered `rate_limited` and sent again.
+    pub(super) vote_retries: u64,
     pub(super) votes_acked_per_room: BTreeMap<usize, u64>,
     pub(super) vote_error_kinds: BTreeMap<String, u64>,
     pub(super) vote_hist: Histogram<u64>,
@@ -114,6 +116,7 @@ impl Counters {
             storm: StormCounters::new(),
             lost: StormCounters::new(),
             votes_sent: 0,
+            vote_retries: 0,
             votes_acked_per_room: BTreeMap::new(),
             vote_error_kinds: BTreeMap::new(),
             vote_hist: stats::histogram(),
@@ -182,6 +185,7 @@ impl Counters {
                 }
                 VoteReport {
                     sent: c.votes_sent,
+                    retries: c.vote_retries,
                     acked_per_room: c.votes_acked_per_room.clone(),
                     error_kinds: c.vote_error_kinds.clone(),
                     latency_hist: stats::encode(&c.vote_hist),

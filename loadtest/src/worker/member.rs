@@ -9,6 +9,9 @@ use crate::stats::{OffsetTracker, Order, RoomTally};
 use crate::wire::{Incoming, Target, VOTE_REF, Wire};
 use futures_util::{SinkExt, StreamExt};
 
+/// The wait before retrying a vote answered `rate_limited` without a `retry_after_ms`.
+const VOTE_RETRY_DEFAULT_MS: u64 = 1000;
+
 /// One client's view of its room.
 #[derive(Default)]
 pub(super) struct Member {
@@ -24,6 +27,8 @@ pub(super) struct Member {
     pub(super) vote_due_us: Option<u64>,
     /// The vote was sent again after a reconnect, so "already voted" answers it.
     pub(super) vote_resent: bool,
+    /// When to send the vote again, after the server answered `rate_limited`.
+    pub(super) vote_retry_at: Option<std::time::Instant>,
     /// The largest tally `total` seen.
     max_total: u64,
 }
@@ -49,10 +54,24 @@ impl Member {
             Incoming::Error {
                 r#ref: Some(VOTE_REF),
                 code,
+                ..
             } if self.vote_resent && code == "conflict" => self.vote_answered(c, now_us),
+            // A busy server asked for the vote again later: a real client retries, and so the
+            // vote is still awaiting its answer.
             Incoming::Error {
                 r#ref: Some(VOTE_REF),
                 code,
+                retry_after_ms,
+            } if code == "rate_limited" && self.vote_due_us.is_some() => {
+                c.vote_retries += 1;
+                let wait = retry_after_ms.unwrap_or(VOTE_RETRY_DEFAULT_MS);
+                self.vote_retry_at =
+                    Some(std::time::Instant::now() + std::time::Duration::from_millis(wait));
+            }
+            Incoming::Error {
+                r#ref: Some(VOTE_REF),
+                code,
+                ..
             } if self.vote_due_us.is_some() => {
                 self.vote_due_us = None;
                 *c.vote_error_kinds.entry(code.into_owned()).or_default() += 1;
@@ -170,7 +189,7 @@ pub(super) async fn join(
                     }
                     done = Some(Ok(recovered));
                 }
-                Incoming::Error { r#ref, code } if r#ref != Some(VOTE_REF) => {
+                Incoming::Error { r#ref, code, .. } if r#ref != Some(VOTE_REF) => {
                     c.error(format!("join: {code}"))
                 }
                 other => member.event(&mut c, other, now),
