@@ -6,13 +6,18 @@ summary.md (the RSS slope per node and process after the warm-up, and the harnes
     python3 bench/soak_report.py OUT_DIR WARMUP_SECONDS "the command that made the run"
 
 A node restarted during the run is two processes; each is judged on its own samples from
-WARMUP seconds after it started, if at least WARMUP seconds of samples remain."""
+WARMUP seconds after it started until the restart (the old process's drain is not judged), if
+at least MIN_JUDGED_S seconds of samples remain."""
 
 import csv
 import json
 import os
 import sys
 from collections import defaultdict
+
+
+# The shortest window of samples a process is judged on, seconds.
+MIN_JUDGED_S = 300
 
 
 def slope_per_hour(points):
@@ -39,12 +44,19 @@ def main():
 
     lines = []
     slopes = []
+    # A node restarted on purpose is judged up to the restart, not through its drain.
+    restarts = defaultdict(list)
+    for e in events:
+        if e["event"].startswith("restart node "):
+            restarts[e["event"].split()[-1]].append(float(e["t_s"]))
+
     for (port, pid), pts in sorted(series.items(), key=lambda kv: (kv[0][0], kv[1][0][0])):
         first = pts[0][0]
-        window = [(t, r) for t, r, _ in pts if t >= first + warmup]
+        end = min([t for t in restarts[port] if first < t <= pts[-1][0]], default=float("inf"))
+        window = [(t, r) for t, r, _ in pts if first + warmup <= t < end]
         span = (window[-1][0] - window[0][0]) if len(window) > 1 else 0
         peak = max(r for _, r, _ in pts)
-        if span < warmup:
+        if span < MIN_JUDGED_S:
             lines.append(
                 f"| {port} | {pid} | {first:.0f}–{pts[-1][0]:.0f} s | too short to judge "
                 f"({span:.0f} s after the warm-up) | | {peak / 1024:.0f} MiB |"
