@@ -1,11 +1,12 @@
 //! [`Tallies`]: a poll's committed counts announced after its votes commit, off the votes' path.
 //!
-//! The vote writer only marks the polls a batch touched; one task reads each marked poll's
-//! counts from the store and broadcasts them on the broker ([`Body::PollTally`]). A vote's `ACK`
-//! so waits for its own commit only, not for a read per poll the batch touched, and a poll
-//! marked again while its read is pending is read once: under load the reads coalesce by
-//! themselves. Every mark is read after it was made, so the last committed count of every poll
-//! is always announced. The set of marks holds each poll at most once.
+//! The vote writer only marks the polls a batch touched; one task reads the marked polls'
+//! counts from the store, one read for all marked polls of an org, and broadcasts them on the
+//! broker ([`Body::PollTally`]). A vote's `ACK` so waits for its own commit only, not for a
+//! read per poll the batch touched, and a poll marked again while its read is pending is read
+//! once: under load the reads coalesce by themselves. Every mark is read after it was made, so
+//! the last committed count of every poll is always announced. The set of marks holds each
+//! poll at most once.
 
 use crate::broker::Broker;
 use crate::room_key::RoomKey;
@@ -14,7 +15,7 @@ use evd_api::store::Store;
 use evd_protocol::bus::Body;
 use evd_protocol::{RoomKind, RoomName};
 use parking_lot::Mutex;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use tokio::sync::Notify;
 
@@ -56,8 +57,8 @@ impl Tallies {
                     _ = inner.wake.notified() => false,
                 };
                 let marked = std::mem::take(&mut *inner.dirty.lock());
-                for (org, poll, session) in &marked {
-                    publish(&*store, &*broker, org, poll, session).await;
+                for (org, polls) in by_org(&marked) {
+                    publish(&*store, &*broker, org, &polls).await;
                 }
                 if stopping {
                     return;
@@ -80,29 +81,44 @@ impl Tallies {
     }
 }
 
-/// Reads a poll's committed counts and broadcasts them to its session room.
-async fn publish(store: &dyn Store, broker: &dyn Broker, org: &str, poll: &str, session: &str) {
-    let Some(room) = RoomName::new(RoomKind::Session, session)
-        .ok()
-        .map(|r| RoomKey::new(org, r))
-    else {
-        return;
-    };
-    match store.poll_results(org, poll).await {
-        Ok(results) => {
-            let counts = results
-                .options
-                .into_iter()
-                .map(|o| (o.id, o.votes.max(0) as u64))
-                .collect();
-            let body = Body::PollTally {
-                poll: poll.to_owned(),
-                counts,
-            };
-            if let Err(e) = broker.broadcast(&room, body).await {
-                tracing::warn!(error = %e, "poll tally broadcast failed");
-            }
+/// The marked polls grouped by org: each poll's id and session.
+fn by_org(marked: &BTreeSet<PollRef>) -> BTreeMap<&str, Vec<(&str, &str)>> {
+    let mut out: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
+    for (org, poll, session) in marked {
+        out.entry(org.as_str())
+            .or_default()
+            .push((poll.as_str(), session.as_str()));
+    }
+    out
+}
+
+/// Reads the committed counts of an org's polls in one go and broadcasts each poll's to its
+/// session room.
+async fn publish(store: &dyn Store, broker: &dyn Broker, org: &str, polls: &[(&str, &str)]) {
+    let ids: Vec<String> = polls.iter().map(|(poll, _)| (*poll).to_owned()).collect();
+    let mut tallies = match store.poll_tallies(org, &ids).await {
+        Ok(tallies) => tallies,
+        Err(e) => {
+            tracing::warn!(error = %e, org, polls = ids.len(), "poll tallies read failed");
+            return;
         }
-        Err(e) => tracing::warn!(error = %e, poll, "poll results read failed"),
+    };
+    for (poll, session) in polls {
+        let Some(counts) = tallies.remove(*poll) else {
+            continue;
+        };
+        let Some(room) = RoomName::new(RoomKind::Session, session)
+            .ok()
+            .map(|r| RoomKey::new(org, r))
+        else {
+            continue;
+        };
+        let body = Body::PollTally {
+            poll: (*poll).to_owned(),
+            counts,
+        };
+        if let Err(e) = broker.broadcast(&room, body).await {
+            tracing::warn!(error = %e, "poll tally broadcast failed");
+        }
     }
 }
