@@ -8,15 +8,23 @@
 //! linger a moment after the first write, so a steady trickle commits in groups rather than as
 //! one transaction per write.
 //!
+//! A write may have a deadline ([`GroupCommit::submit_within`]): if the committer has not taken it
+//! into a batch by then, its caller is answered [`SubmitError::Expired`] at once and the write is
+//! never committed. A claim flag decides the race: whichever side sets it first, the committer
+//! (taking the write) or the caller (giving up), wins, so "expired" always means "not written".
+//!
 //! Each writer has a name (`votes`, `archive`, …) and reports, labelled `writer`, the size of
 //! every batch it commits ([`crate::metrics::GROUP_COMMIT_BATCH`]), how long each write waited
 //! from being queued to its commit's end ([`crate::metrics::GROUP_COMMIT_WAIT`]), and the writes
-//! refused because the queue stayed full ([`crate::metrics::GROUP_COMMIT_BUSY`]).
+//! refused because the queue stayed full or their deadline passed
+//! ([`crate::metrics::GROUP_COMMIT_BUSY`]).
 
 use crate::metrics::{GROUP_COMMIT_BATCH, GROUP_COMMIT_BUSY, GROUP_COMMIT_WAIT};
 use crate::shutdown::Shutdown;
 use metrics::{Counter, counter, histogram};
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
@@ -29,10 +37,19 @@ pub enum SubmitError {
     /// The writer stopped (shutdown) before answering.
     #[error("the writer stopped")]
     Stopped,
+    /// The write was not taken into a batch before its deadline; it was not committed.
+    #[error("the write waited past its deadline; retry")]
+    Expired,
 }
 
-/// A write, where its outcome goes, and when it was queued.
-type Job<T, R> = (T, oneshot::Sender<R>, Instant);
+/// A write, where its outcome goes, when it was queued, and, for a write with a deadline, the
+/// claim its caller and the committer race for (see the module doc).
+struct Job<T, R> {
+    item: T,
+    reply: oneshot::Sender<R>,
+    queued: Instant,
+    claim: Option<Arc<AtomicBool>>,
+}
 
 /// A handle to submit writes; cheap to clone.
 #[derive(Debug)]
@@ -102,13 +119,20 @@ impl<T: Send + 'static, R: Send + 'static> GroupCommit<T, R> {
                         jobs.push(job);
                     }
                 }
-                batch_size.record(jobs.len() as f64);
                 let mut items = Vec::with_capacity(jobs.len());
                 let mut replies = Vec::with_capacity(jobs.len());
-                for (item, reply, queued) in jobs.drain(..) {
-                    items.push(item);
-                    replies.push((reply, queued));
+                for job in jobs.drain(..) {
+                    // A caller that gave up first keeps its write out of the batch.
+                    if job.claim.is_some_and(|c| c.swap(true, Ordering::AcqRel)) {
+                        continue;
+                    }
+                    items.push(job.item);
+                    replies.push((job.reply, job.queued));
                 }
+                if items.is_empty() {
+                    continue;
+                }
+                batch_size.record(items.len() as f64);
                 let outcomes = commit(items).await;
                 let done = Instant::now();
                 for ((reply, queued), outcome) in replies.into_iter().zip(outcomes) {
@@ -125,6 +149,27 @@ impl<T: Send + 'static, R: Send + 'static> GroupCommit<T, R> {
         self.enqueue(item).await?.await
     }
 
+    /// Submits one write that must be taken into a batch within `within`: past that, whether it
+    /// is still waiting for room in the queue or queued, the caller gets
+    /// [`SubmitError::Expired`] (or [`SubmitError::Busy`] for a queue that stayed full) and the
+    /// write is never committed. Once taken, the caller waits for its commit.
+    pub async fn submit_within(&self, item: T, within: Duration) -> Result<R, SubmitError> {
+        let deadline = tokio::time::Instant::now() + within;
+        let claim = Arc::new(AtomicBool::new(false));
+        let mut outcome = self
+            .send(item, Some(Arc::clone(&claim)), self.wait.min(within))
+            .await?;
+        match tokio::time::timeout_at(deadline, &mut outcome).await {
+            Ok(r) => r.map_err(|_| SubmitError::Stopped),
+            Err(_) if !claim.swap(true, Ordering::AcqRel) => {
+                self.busy.increment(1);
+                Err(SubmitError::Expired)
+            }
+            // The committer took it first: its commit is under way, so wait for the outcome.
+            Err(_) => outcome.await.map_err(|_| SubmitError::Stopped),
+        }
+    }
+
     /// Queues one write (waiting up to the configured time for room) and returns a future of
     /// its outcome. The write is committed whether or not the future is awaited; outcomes of one
     /// caller's writes arrive in the order they were queued.
@@ -132,25 +177,39 @@ impl<T: Send + 'static, R: Send + 'static> GroupCommit<T, R> {
         &self,
         item: T,
     ) -> Result<impl Future<Output = Result<R, SubmitError>> + Send + 'static, SubmitError> {
+        let outcome = self.send(item, None, self.wait).await?;
+        Ok(async move { outcome.await.map_err(|_| SubmitError::Stopped) })
+    }
+
+    /// Queues one job, waiting up to `wait` for room; the receiver of its outcome.
+    async fn send(
+        &self,
+        item: T,
+        claim: Option<Arc<AtomicBool>>,
+        wait: Duration,
+    ) -> Result<oneshot::Receiver<R>, SubmitError> {
         let (reply, outcome) = oneshot::channel();
-        let job = (item, reply, Instant::now());
-        match tokio::time::timeout(self.wait, self.tx.send(job)).await {
+        let job = Job {
+            item,
+            reply,
+            queued: Instant::now(),
+            claim,
+        };
+        match tokio::time::timeout(wait, self.tx.send(job)).await {
             Err(_) => {
                 self.busy.increment(1);
-                return Err(SubmitError::Busy);
+                Err(SubmitError::Busy)
             }
-            Ok(Err(_)) => return Err(SubmitError::Stopped),
-            Ok(Ok(())) => {}
+            Ok(Err(_)) => Err(SubmitError::Stopped),
+            Ok(Ok(())) => Ok(outcome),
         }
-        Ok(async move { outcome.await.map_err(|_| SubmitError::Stopped) })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::AtomicUsize;
 
     #[tokio::test]
     async fn concurrent_writes_share_batches_and_get_their_own_outcome() {
@@ -323,6 +382,61 @@ mod tests {
             sample(&text, r#"evd_group_commit_busy_total{writer="test"}"#),
             1.0,
             "the refusal is counted: {text}"
+        );
+    }
+
+    /// A committer gated on `gate`, recording every item it commits.
+    fn gated(
+        shutdown: &Shutdown,
+        gate: tokio::sync::watch::Receiver<bool>,
+        committed: Arc<parking_lot::Mutex<Vec<u32>>>,
+    ) -> GroupCommit<u32, u32> {
+        GroupCommit::spawn(
+            shutdown,
+            "test",
+            100,
+            64,
+            Duration::from_secs(5),
+            Duration::ZERO,
+            move |items: Vec<u32>| {
+                let mut gate = gate.clone();
+                let committed = Arc::clone(&committed);
+                async move {
+                    let _ = gate.wait_for(|open| *open).await;
+                    committed.lock().extend(&items);
+                    items
+                }
+            },
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_not_taken_by_its_deadline_expires_and_is_never_committed() {
+        let shutdown = Shutdown::new();
+        let (gate_tx, gate_rx) = tokio::sync::watch::channel(false);
+        let committed = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let gc = gated(&shutdown, gate_rx, Arc::clone(&committed));
+        let within = Duration::from_millis(100);
+        // Item 1 is taken into a commit that stalls longer than its deadline: it waits for it.
+        let first = tokio::spawn({
+            let gc = gc.clone();
+            async move { gc.submit_within(1, within).await }
+        });
+        tokio::task::yield_now().await;
+        // Item 2 queues behind the stalled commit and is refused at its deadline.
+        assert_eq!(gc.submit_within(2, within).await, Err(SubmitError::Expired));
+        assert!(
+            !first.is_finished(),
+            "a write taken before its deadline is not refused"
+        );
+        gate_tx.send(true).unwrap();
+        assert_eq!(first.await.unwrap(), Ok(1));
+        // The next batch skips the expired item 2 and commits item 3.
+        assert_eq!(gc.submit_within(3, within).await, Ok(3));
+        assert_eq!(
+            *committed.lock(),
+            vec![1, 3],
+            "the expired write was not committed"
         );
     }
 }

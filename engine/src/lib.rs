@@ -53,6 +53,7 @@ pub mod settings;
 pub mod shutdown;
 pub mod socketio_http;
 pub mod stats;
+pub mod tallies;
 pub mod upgrade;
 
 pub use node::Node;

@@ -1,17 +1,20 @@
 //! Live features backed by the store: durable votes, questions, upvotes and the chat archive.
 //!
 //! Every write goes through a [`GroupCommit`], so a burst of 10,000 votes is a few transactions,
-//! and the client's `ACK` is sent after its write committed. A failed chat archive batch is
-//! tried again a few times before its messages are answered with an error; the archive is also
-//! what a Redis broker refills a failed-over room's history from ([`StoreArchive`]). After a vote or upvote batch
-//! commits, the node broadcasts the affected polls' and questions' committed counts on the
-//! broker ([`Body::PollTally`], [`Body::QuestionVotes`]); every node merges them by maximum and
-//! sends `POLL_RESULTS` / `QUESTION_UPDATED` once per tick.
+//! and the client's `ACK` is sent after its write committed. A vote not taken into a commit
+//! within `vote_wait_ms` is answered "busy" (`rate_limited`) and never committed. A failed chat
+//! archive batch is tried again a few times before its messages are answered with an error; the
+//! archive is also what a Redis broker refills a failed-over room's history from
+//! ([`StoreArchive`]). After a vote or upvote batch commits, the node broadcasts the affected
+//! polls' and questions' committed counts on the broker ([`Body::PollTally`] through
+//! [`Tallies`], after the votes are answered; [`Body::QuestionVotes`]); every node merges them
+//! by maximum and sends `POLL_RESULTS` / `QUESTION_UPDATED` once per tick.
 
 use crate::broker::{Broker, BrokerError, ChatArchive};
 use crate::group_commit::{GroupCommit, SubmitError};
 use crate::room_key::RoomKey;
 use crate::shutdown::Shutdown;
+use crate::tallies::Tallies;
 use async_trait::async_trait;
 use evd_api::store::{
     NewChatMessage, NewQuestion, Store, StoreError, Upvote, UpvoteOutcome, Vote, VoteOutcome,
@@ -20,7 +23,7 @@ use evd_protocol::bus::Body;
 use evd_protocol::event::{ChatMessage, Event, Question, QuestionAsked};
 use evd_protocol::{RoomKind, RoomName};
 use moka::future::Cache;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,7 +56,7 @@ pub enum LiveError {
     /// The store failed.
     #[error("the store is unavailable")]
     Unavailable,
-    /// The writer's queue stayed full.
+    /// The writer's queue stayed full, or the write was not taken into a commit in time.
     #[error("the server is busy; retry")]
     Busy,
 }
@@ -61,7 +64,7 @@ pub enum LiveError {
 impl From<SubmitError> for LiveError {
     fn from(e: SubmitError) -> Self {
         match e {
-            SubmitError::Busy => LiveError::Busy,
+            SubmitError::Busy | SubmitError::Expired => LiveError::Busy,
             SubmitError::Stopped => LiveError::Unavailable,
         }
     }
@@ -74,6 +77,8 @@ pub struct Live {
     /// The system of record.
     pub store: Arc<dyn Store>,
     votes: GroupCommit<Vote, Outcome<VoteOutcome>>,
+    /// How long a vote may wait to be taken into a commit before it is answered "busy".
+    vote_wait: Duration,
     questions: GroupCommit<NewQuestion, Outcome<Option<evd_api::model::Question>>>,
     upvotes: GroupCommit<Upvote, Outcome<UpvoteOutcome>>,
     archive: GroupCommit<NewChatMessage, Outcome<()>>,
@@ -105,14 +110,23 @@ fn session_room(org: &str, session: &str) -> Option<RoomKey> {
 }
 
 impl Live {
-    /// Starts the writers on `shutdown`.
-    pub fn spawn(store: Arc<dyn Store>, broker: Arc<dyn Broker>, shutdown: &Shutdown) -> Live {
+    /// Starts the writers on `shutdown`; a vote waits at most `vote_wait` to be taken into a
+    /// commit.
+    pub fn spawn(
+        store: Arc<dyn Store>,
+        broker: Arc<dyn Broker>,
+        shutdown: &Shutdown,
+        vote_wait: Duration,
+    ) -> Live {
         let writer = Writers {
             shutdown,
             store: &store,
             broker: &broker,
         };
-        let votes = writer.spawn("votes", Duration::ZERO, commit_votes);
+        let tallies = Tallies::spawn(Arc::clone(&store), Arc::clone(&broker), shutdown);
+        let votes = writer.spawn("votes", Duration::ZERO, move |store, _, batch| {
+            commit_votes(store, tallies.clone(), batch)
+        });
         let questions = writer.spawn("questions", Duration::ZERO, commit_questions);
         let upvotes = writer.spawn("upvotes", Duration::ZERO, commit_upvotes);
         let archive = writer.spawn("archive", ARCHIVE_LINGER, commit_archive);
@@ -126,6 +140,7 @@ impl Live {
         Live {
             store,
             votes,
+            vote_wait,
             questions,
             upvotes,
             archive,
@@ -134,9 +149,10 @@ impl Live {
         }
     }
 
-    /// Records a vote; answers after the commit.
+    /// Records a vote; answers after the commit, or [`LiveError::Busy`] when the vote was not
+    /// taken into a commit within `vote_wait` (it is then not recorded).
     pub async fn vote(&self, vote: Vote) -> Outcome<VoteOutcome> {
-        self.votes.submit(vote).await?
+        self.votes.submit_within(vote, self.vote_wait).await?
     }
 
     /// Stores a question; `None` if the session does not exist.
@@ -194,41 +210,6 @@ impl Live {
     }
 }
 
-/// Reads a poll's committed counts and broadcasts them to its session room.
-async fn publish_tally(
-    store: &dyn Store,
-    broker: &dyn Broker,
-    org: &str,
-    poll: &str,
-    session: &str,
-) {
-    let Some(room) = session_room(org, session) else {
-        return;
-    };
-    match store.poll_results(org, poll).await {
-        Ok(results) => {
-            let counts = results
-                .options
-                .into_iter()
-                .map(|o| (o.id, o.votes.max(0) as u64))
-                .collect();
-            if let Err(e) = broker
-                .broadcast(
-                    &room,
-                    Body::PollTally {
-                        poll: poll.to_owned(),
-                        counts,
-                    },
-                )
-                .await
-            {
-                tracing::warn!(error = %e, "poll tally broadcast failed");
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, poll, "poll results read failed"),
-    }
-}
-
 /// What every writer is built from: the task owner, the store it commits to, and the broker it
 /// announces committed counts on.
 struct Writers<'a> {
@@ -265,29 +246,20 @@ impl Writers<'_> {
     }
 }
 
-/// Commits votes, then broadcasts each touched poll's committed tally.
+/// Commits votes, then marks each touched poll for its committed tally to be announced.
 async fn commit_votes(
     store: Arc<dyn Store>,
-    broker: Arc<dyn Broker>,
+    tallies: Tallies,
     batch: Vec<Vote>,
 ) -> Vec<Outcome<VoteOutcome>> {
     let outcomes = match store.record_votes(&batch).await {
         Ok(o) => o,
         Err(e) => return each(&batch, Err(failed("vote", &e))),
     };
-    let touched: BTreeSet<(&str, &str, &str)> = batch
-        .iter()
-        .zip(&outcomes)
-        .filter_map(|(v, o)| match o {
-            VoteOutcome::Recorded { session } => {
-                Some((v.org.as_str(), v.poll.as_str(), session.as_str()))
-            }
-            _ => None,
-        })
-        .collect();
-    for (org, poll, session) in touched {
-        publish_tally(&*store, &*broker, org, poll, session).await;
-    }
+    tallies.mark(batch.iter().zip(&outcomes).filter_map(|(v, o)| match o {
+        VoteOutcome::Recorded { session } => Some((v.org.clone(), v.poll.clone(), session.clone())),
+        _ => None,
+    }));
     outcomes.into_iter().map(Ok).collect()
 }
 

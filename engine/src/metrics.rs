@@ -107,8 +107,14 @@ pub const OUTBOX_OLDEST_PENDING_AGE: &str = "evd_outbox_oldest_pending_age_secon
 pub const GROUP_COMMIT_BATCH: &str = "evd_group_commit_batch_size";
 /// From a write being queued to its batch's commit ending, by `writer`.
 pub const GROUP_COMMIT_WAIT: &str = "evd_group_commit_wait_seconds";
-/// Writes refused (`rate_limited`) because the writer's queue stayed full, by `writer`.
+/// Writes refused (`rate_limited`) because the writer's queue stayed full or they were not
+/// taken into a commit by their deadline (`vote_wait_ms`), by `writer`.
 pub const GROUP_COMMIT_BUSY: &str = "evd_group_commit_busy_total";
+/// The tick's current interval (between `tick_ms` and `tick_max_ms`).
+pub const TICK_INTERVAL: &str = "evd_tick_interval_seconds";
+/// Per tick, how late its timer fired plus how long its sending took: the load that sets the
+/// tick's pace.
+pub const TICK_LOAD: &str = "evd_tick_load_seconds";
 
 /// Events whose counters are pre-registered.
 const EVENT_NAMES: [&str; 18] = [
@@ -257,7 +263,17 @@ fn describe() {
     );
     describe_counter!(
         GROUP_COMMIT_BUSY,
-        "Writes refused because the writer's queue stayed full, by writer."
+        "Writes refused because the writer's queue stayed full or their deadline passed, by writer."
+    );
+    describe_gauge!(
+        TICK_INTERVAL,
+        metrics::Unit::Seconds,
+        "The tick's current interval (tick_ms while calm, up to tick_max_ms while busy)."
+    );
+    describe_histogram!(
+        TICK_LOAD,
+        metrics::Unit::Seconds,
+        "Per tick, its timer's lateness plus its sending time."
     );
 }
 

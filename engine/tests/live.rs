@@ -32,6 +32,8 @@ evd_api::on_both_backends!(
     a_burst_of_ten_thousand_votes_is_counted_exactly,
     a_vote_acknowledged_before_a_crash_is_kept,
     readyz_fails_while_the_store_does_not_answer,
+    a_vote_the_store_cannot_take_in_time_is_rate_limited_and_not_recorded,
+    the_last_tally_reaches_every_member_when_the_tick_is_slow,
 );
 
 struct Live {
@@ -912,6 +914,9 @@ async fn a_burst_of_ten_thousand_votes_is_counted_exactly(db: TestDb) {
     const POLLS: usize = 10;
     let mut s = live_settings();
     s.tick_ms = 100;
+    // This test counts every vote of a burst through to its `ACK`; the deadline that answers
+    // votes `rate_limited` under overload has its own test.
+    s.vote_wait_ms = 60_000;
     let tick = std::time::Duration::from_millis(s.tick_ms);
     let live = start(db, s).await;
     let srv = &live.srv;
@@ -1073,4 +1078,165 @@ async fn readyz_fails_while_the_store_does_not_answer(db: TestDb) {
     assert!(body.starts_with("store unavailable"), "{body}");
     live.stop().await;
     closing.await.unwrap();
+}
+
+/// Holds the store's write lock for votes from another connection until the returned guard is
+/// sent `()`: on PostgreSQL a lock on `poll_votes` that blocks inserts, on SQLite an open write
+/// transaction (the engine's next write waits for it, up to the busy timeout).
+async fn stall_votes(db_url: &str) -> tokio::sync::oneshot::Sender<()> {
+    use sqlx::Connection;
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let (locked_tx, locked) = tokio::sync::oneshot::channel();
+    let url = db_url.to_owned();
+    tokio::spawn(async move {
+        if url.starts_with("postgres") {
+            let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+            sqlx::query("begin").execute(&mut c).await.unwrap();
+            sqlx::query("lock table poll_votes in exclusive mode")
+                .execute(&mut c)
+                .await
+                .unwrap();
+            locked_tx.send(()).unwrap();
+            let _ = released.await;
+            sqlx::query("rollback").execute(&mut c).await.unwrap();
+        } else {
+            let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            sqlx::query("begin immediate")
+                .execute(&mut c)
+                .await
+                .unwrap();
+            locked_tx.send(()).unwrap();
+            let _ = released.await;
+            sqlx::query("rollback").execute(&mut c).await.unwrap();
+        }
+    });
+    locked.await.unwrap();
+    release
+}
+
+/// A stalled store: the vote in flight waits for its commit, but the vote queued behind it is
+/// answered `rate_limited` with `retry_after_ms` once `vote_wait_ms` has passed, not after the
+/// stall. It is never recorded; its retry after the stall is a first vote, `ACK`ed, and the
+/// members' last `POLL_RESULTS` has both votes.
+async fn a_vote_the_store_cannot_take_in_time_is_rate_limited_and_not_recorded(db: TestDb) {
+    let mut s = live_settings();
+    s.vote_wait_ms = 200;
+    let url = db.url.clone();
+    let live = start(db, s).await;
+    let srv = &live.srv;
+    let (owner, _event, session) = srv.seed("acme", "olive", 10).await;
+    let room = format!("session:{session}");
+    let (poll, options) = srv.create_poll(&owner, &session, &["yes", "no"]).await;
+    let mut voters = Vec::new();
+    for user in ["ann", "bob"] {
+        let token = srv.token(user, "acme", Role::Attendee, &[&room]);
+        let mut c = Client::connect(&srv.url(), &token, Codec::Json).await;
+        c.joined(&room).await;
+        voters.push(c);
+    }
+    let [mut ann, mut bob] = <[Client; 2]>::try_from(voters).ok().unwrap();
+
+    let release = stall_votes(&url).await;
+    // Ann's vote is taken into a commit, which waits for the lock.
+    let ann_ref = ann
+        .send(Op::SubmitPollResponse(SubmitPollResponse {
+            poll: poll.clone(),
+            option: options[0].clone(),
+        }))
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // Bob's vote queues behind it and is refused at its deadline, the stall still on.
+    let refused = bob.vote(&poll, &options[1]).await;
+    match &refused {
+        Event::Error(e) => {
+            assert_eq!(e.code, ErrorCode::RateLimited, "{refused:?}");
+            assert!(e.retry_after_ms.is_some_and(|ms| ms > 0), "{refused:?}");
+        }
+        other => panic!("expected rate_limited, got {other:?}"),
+    }
+    release.send(()).unwrap();
+    assert!(
+        is_ack(&ann.reply(ann_ref).await),
+        "the vote in flight commits"
+    );
+    let (_, stored) = srv.get(&format!("/polls/{poll}/results"), &owner).await;
+    assert_eq!(
+        stored["total"], 1,
+        "the refused vote was not recorded: {stored}"
+    );
+
+    // The retry is a first vote.
+    let retried = bob.vote(&poll, &options[1]).await;
+    assert!(is_ack(&retried), "{retried:?}");
+    let (_, stored) = srv.get(&format!("/polls/{poll}/results"), &owner).await;
+    assert_eq!(
+        votes_by_option(&stored).values().sum::<u64>(),
+        2,
+        "{stored}"
+    );
+    let last = ann
+        .next_where(|e| match e {
+            Event::PollResults(r) if r.total == 2 => Some(r),
+            _ => None,
+        })
+        .await;
+    assert_eq!(last.counts, votes_by_option(&stored));
+    drop((ann, bob));
+    live.stop().await;
+}
+
+/// With the tick at its slowest (`tick_ms` = `tick_max_ms` = 1 s, as on a busy node), votes
+/// cast together are coalesced, and every member still ends on the stored counts: the last
+/// change always goes out, and no `POLL_RESULTS` goes back.
+async fn the_last_tally_reaches_every_member_when_the_tick_is_slow(db: TestDb) {
+    const VOTERS: usize = 6;
+    let mut s = live_settings();
+    s.tick_ms = 1_000;
+    s.tick_max_ms = 1_000;
+    let live = start(db, s).await;
+    let srv = &live.srv;
+    let (owner, _event, session) = srv.seed("acme", "olive", 10).await;
+    let room = format!("session:{session}");
+    let (poll, options) = srv.create_poll(&owner, &session, &["a", "b", "c"]).await;
+    let mut members = Vec::new();
+    for i in 0..VOTERS {
+        let token = srv.token(&format!("u{i}"), "acme", Role::Attendee, &[&room]);
+        let mut c = Client::connect(&srv.url(), &token, Codec::Json).await;
+        c.joined(&room).await;
+        members.push(c);
+    }
+    let mut refs = Vec::new();
+    for (i, c) in members.iter_mut().enumerate() {
+        let op = Op::SubmitPollResponse(SubmitPollResponse {
+            poll: poll.clone(),
+            option: options[i % options.len()].clone(),
+        });
+        refs.push(c.send(op).await);
+    }
+    for (c, r) in members.iter_mut().zip(refs) {
+        let reply = c.reply(r).await;
+        assert!(is_ack(&reply), "{reply:?}");
+    }
+    let (_, stored) = srv.get(&format!("/polls/{poll}/results"), &owner).await;
+    let want = votes_by_option(&stored);
+    assert_eq!(want.values().sum::<u64>(), VOTERS as u64, "{stored}");
+    for c in &mut members {
+        let mut last_total = 0;
+        loop {
+            let Event::PollResults(r) = c.next().await else {
+                continue;
+            };
+            assert!(r.total >= last_total, "a tally never goes back");
+            last_total = r.total;
+            if r.total == VOTERS as u64 {
+                assert_eq!(
+                    r.counts, want,
+                    "the last POLL_RESULTS has the stored counts"
+                );
+                break;
+            }
+        }
+    }
+    drop(members);
+    live.stop().await;
 }

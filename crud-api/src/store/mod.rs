@@ -28,6 +28,7 @@ mod sessions;
 pub(crate) mod sql;
 mod sweep;
 mod tickets;
+mod votes;
 mod waitlist;
 
 pub use access::{AccessStore, Disconnect, Membership};
@@ -38,12 +39,13 @@ pub use idempotency::{
 };
 pub use orgs::{NewOrg, OrgStore};
 pub use outbox::{OutboxBacklog, OutboxRecord, OutboxStore};
-pub use polls::{MAX_POLL_OPTIONS, MAX_POLLS_PER_SESSION, NewPoll, PollStore, Vote, VoteOutcome};
+pub use polls::{MAX_POLL_OPTIONS, MAX_POLLS_PER_SESSION, NewPoll, PollStore};
 pub use questions::{MAX_QUESTIONS_PER_PAGE, NewQuestion, QuestionStore, Upvote, UpvoteOutcome};
 pub use seats::POSITION_NOTICES;
 pub use sessions::{MAX_SESSIONS_PER_EVENT, NewSession, SessionPatch, SessionStore};
 pub use sweep::{SweepReport, Sweeper};
 pub use tickets::{IssueTicket, TicketStore, TicketsOf};
+pub use votes::{MAX_POLLS_PER_TALLY, PollTallies, Vote, VoteOutcome};
 pub use waitlist::{JoinWaitlist, MAX_OFFERS_PER_CALL, WaitlistStore};
 
 use crate::clock::{Clock, Millis};

@@ -3,9 +3,10 @@
 use super::outbox::push;
 use super::sessions::load as load_session;
 use super::sql::{Tx, args};
+use super::votes::{self, PollTallies, Vote, VoteOutcome};
 use super::{Conflict, Result, SqlStore, StoreError};
 use crate::clock::Millis;
-use crate::model::{OptionCount, Poll, PollOption, PollResults, PollStatus, rfc3339};
+use crate::model::{OptionCount, Poll, PollOption, PollResults, rfc3339};
 use async_trait::async_trait;
 use evd_protocol::event::{self, Event, PollClosed, PollCreated};
 use serde::Deserialize;
@@ -35,35 +36,6 @@ pub struct NewPoll {
     pub closes_at: Option<Millis>,
 }
 
-/// One vote, as the engine's batched writer hands it over.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Vote {
-    /// The voter's org.
-    pub org: String,
-    /// The poll id.
-    pub poll: String,
-    /// The voter.
-    pub user: String,
-    /// The option id.
-    pub option: String,
-}
-
-/// What became of one vote of a batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum VoteOutcome {
-    /// Stored; the poll belongs to this session.
-    Recorded {
-        /// The poll's session (its room is `session:<id>`).
-        session: String,
-    },
-    /// The user had voted in this poll already.
-    Duplicate,
-    /// No such poll in the org, or no such option in the poll.
-    NotFound,
-    /// The poll is closed.
-    Closed,
-}
-
 /// Polls.
 #[async_trait]
 pub trait PollStore {
@@ -79,6 +51,9 @@ pub trait PollStore {
     async fn poll_results(&self, org: &str, id: &str) -> Result<PollResults>;
     /// Stores a batch of votes in one transaction; one outcome per vote, in order.
     async fn record_votes(&self, votes: &[Vote]) -> Result<Vec<VoteOutcome>>;
+    /// The committed counts of many polls of an org, read together; a poll not found is left
+    /// out.
+    async fn poll_tallies(&self, org: &str, polls: &[String]) -> Result<PollTallies>;
 }
 
 const POLL_SELECT: &str = "select id, session_id, question, status, closes_at, created_by, \
@@ -259,59 +234,11 @@ impl PollStore for SqlStore {
 
     #[instrument(skip_all)]
     async fn record_votes(&self, votes: &[Vote]) -> Result<Vec<VoteOutcome>> {
-        #[derive(sqlx::FromRow)]
-        struct Target {
-            session_id: String,
-            status: String,
-            closes_at: Option<Millis>,
-            option_found: i64,
-        }
-        let now = self.now();
-        let mut tx = self.begin_write().await?;
-        let mut current_org: Option<&str> = None;
-        let mut outcomes = Vec::with_capacity(votes.len());
-        for vote in votes {
-            if current_org != Some(vote.org.as_str()) {
-                tx.set_org(&vote.org).await?;
-                current_org = Some(&vote.org);
-            }
-            let target: Option<Target> = tx
-                .fetch_optional(
-                    "select p.session_id, p.status, p.closes_at, (select count(*) from \
-                     poll_options o where o.org_id = $1 and o.poll_id = p.id and o.id = $3) \
-                     as option_found from polls p where p.org_id = $1 and p.id = $2",
-                    args![&vote.org, &vote.poll, &vote.option],
-                )
-                .await?;
-            let outcome = match target {
-                None => VoteOutcome::NotFound,
-                Some(t) if t.option_found == 0 => VoteOutcome::NotFound,
-                Some(t)
-                    if t.status != PollStatus::Open.as_str()
-                        || t.closes_at.is_some_and(|c| c <= now) =>
-                {
-                    VoteOutcome::Closed
-                }
-                Some(t) => {
-                    let stored = tx
-                        .execute(
-                            "insert into poll_votes (org_id, poll_id, user_id, option_id, \
-                             created_at) values ($1, $2, $3, $4, $5) on conflict do nothing",
-                            args![&vote.org, &vote.poll, &vote.user, &vote.option, now],
-                        )
-                        .await?;
-                    if stored == 1 {
-                        VoteOutcome::Recorded {
-                            session: t.session_id,
-                        }
-                    } else {
-                        VoteOutcome::Duplicate
-                    }
-                }
-            };
-            outcomes.push(outcome);
-        }
-        tx.commit().await?;
-        Ok(outcomes)
+        votes::record(self, votes).await
+    }
+
+    #[instrument(skip_all)]
+    async fn poll_tallies(&self, org: &str, polls: &[String]) -> Result<PollTallies> {
+        votes::tallies(self, org, polls).await
     }
 }

@@ -3,11 +3,11 @@
 use crate::common::TestApp;
 use axum::http::{Method, StatusCode};
 use evd_api::on_both_backends;
-use evd_api::store::PollStore;
 use evd_api::store::{
     ChatStore, NewChatMessage, NewQuestion, OutboxStore, QuestionStore, Sweeper, Upvote,
     UpvoteOutcome, Vote, VoteOutcome,
 };
+use evd_api::store::{MAX_POLLS_PER_TALLY, PollStore};
 use evd_protocol::Event;
 use evd_protocol::auth::Role;
 use serde_json::json;
@@ -17,6 +17,7 @@ on_both_backends!(
     "conformance", crate::common::TestApp::new;
     polls_open_take_votes_close_and_reach_the_outbox,
     polls_close_by_themselves_when_due,
+    a_vote_batch_gives_each_vote_its_own_outcome,
     questions_are_listed_upvoted_and_hidden,
     the_chat_archive_pages_back_in_time,
     a_large_archive_batch_keeps_its_order_across_orgs_and_skips_duplicates,
@@ -198,6 +199,126 @@ async fn polls_close_by_themselves_when_due(app: TestApp) {
     assert_eq!(app.store.sweep(10).await.unwrap().polls_closed, 1);
     let (_, poll) = app.get(&format!("/polls/{id}"), &owner).await;
     assert_eq!(poll["status"], "closed");
+}
+
+/// Opens a poll with two options in `session`; its id and its options' ids.
+async fn open_poll(app: &TestApp, owner: &str, session: &str) -> (String, String, String) {
+    let (status, poll) = app
+        .post(
+            &format!("/sessions/{session}/polls"),
+            owner,
+            json!({"question": "?", "options": ["a", "b"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{poll}");
+    let id = |v: &serde_json::Value| v.as_str().unwrap().to_owned();
+    (
+        id(&poll["id"]),
+        id(&poll["options"][0]["id"]),
+        id(&poll["options"][1]["id"]),
+    )
+}
+
+async fn a_vote_batch_gives_each_vote_its_own_outcome(app: TestApp) {
+    let (owner, _, session) = app.seed("acme", "alice", 10).await;
+    let (other_owner, _, other_session) = app.seed("globex", "gina", 10).await;
+    let (poll, a, b) = open_poll(&app, &owner, &session).await;
+    let (shut, shut_a, _) = open_poll(&app, &owner, &session).await;
+    let (other_poll, other_a, _) = open_poll(&app, &other_owner, &other_session).await;
+    let (status, _) = app
+        .call(Method::POST, &format!("/polls/{shut}/close"), &owner, None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let vote = |org: &str, poll: &str, user: &str, option: &str| Vote {
+        org: org.into(),
+        poll: poll.into(),
+        user: user.into(),
+        option: option.into(),
+    };
+    assert_eq!(
+        app.store
+            .record_votes(&[vote("acme", &poll, "u0", &a)])
+            .await
+            .unwrap(),
+        [VoteOutcome::Recorded {
+            session: session.clone()
+        }]
+    );
+
+    let outcomes = app
+        .store
+        .record_votes(&[
+            vote("acme", &poll, "u1", &b),
+            vote("acme", &poll, "u0", &b),
+            vote("globex", &other_poll, "u1", &other_a),
+            vote("acme", &poll, "u1", &a),
+            vote("acme", &poll, "u2", "no-such-option"),
+            vote("acme", &poll, "u2", &a),
+            vote("acme", &shut, "u3", &shut_a),
+            vote("acme", "no-such-poll", "u4", &a),
+            vote("globex", &poll, "u5", &a),
+            vote("acme", &poll, "u6", &other_a),
+            vote("globex", &other_poll, "u1", &other_a),
+        ])
+        .await
+        .unwrap();
+    let here = VoteOutcome::Recorded {
+        session: session.clone(),
+    };
+    assert_eq!(
+        outcomes,
+        [
+            here.clone(),
+            VoteOutcome::Duplicate,
+            VoteOutcome::Recorded {
+                session: other_session.clone()
+            },
+            VoteOutcome::Duplicate,
+            VoteOutcome::NotFound,
+            here,
+            VoteOutcome::Closed,
+            VoteOutcome::NotFound,
+            VoteOutcome::NotFound,
+            VoteOutcome::NotFound,
+            VoteOutcome::Duplicate,
+        ]
+    );
+
+    let tallies = app
+        .store
+        .poll_tallies(
+            "acme",
+            &[
+                poll.clone(),
+                shut.clone(),
+                other_poll.clone(),
+                "no-such-poll".into(),
+            ],
+        )
+        .await
+        .unwrap();
+    let counts = |pairs: &[(&str, u64)]| -> std::collections::BTreeMap<String, u64> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+    };
+    assert_eq!(tallies.len(), 2, "{tallies:?}");
+    assert_eq!(tallies[&poll], counts(&[(&a, 2), (&b, 1)]));
+    assert_eq!(tallies[&shut][&shut_a], 0);
+    let theirs = app
+        .store
+        .poll_tallies("globex", &[other_poll.clone(), poll.clone()])
+        .await
+        .unwrap();
+    assert_eq!(theirs.keys().collect::<Vec<_>>(), [&other_poll]);
+    assert_eq!(theirs[&other_poll][&other_a], 1);
+
+    let many: Vec<String> = (0..MAX_POLLS_PER_TALLY)
+        .map(|i| format!("absent-{i}"))
+        .chain([poll.clone()])
+        .collect();
+    let tallies = app.store.poll_tallies("acme", &many).await.unwrap();
+    assert_eq!(tallies.keys().collect::<Vec<_>>(), [&poll]);
+    let (_, results) = app.get(&format!("/polls/{poll}/results"), &owner).await;
+    assert_eq!(results["total"].as_i64(), Some(3));
 }
 
 async fn questions_are_listed_upvoted_and_hidden(app: TestApp) {

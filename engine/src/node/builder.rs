@@ -149,7 +149,8 @@ impl NodeBuilder {
                     membership.clone(),
                     grant_ttl,
                 ));
-                let live = Live::spawn(store, Arc::clone(&broker), &shutdown);
+                let vote_wait = Duration::from_millis(settings.vote_wait_ms);
+                let live = Live::spawn(store, Arc::clone(&broker), &shutdown, vote_wait);
                 (Some(live), Some(authorizer), Some(membership), Some(bans))
             }
             None => (None, None, None, None),

@@ -9,6 +9,7 @@ mod admission;
 pub mod bans;
 mod builder;
 mod offers;
+mod pace;
 pub mod revocation;
 mod snapshot;
 pub mod staff;

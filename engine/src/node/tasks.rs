@@ -1,11 +1,14 @@
-//! The node's periodic tasks: the tick that sends coalesced room changes, the presence
+//! The node's periodic tasks: the tick that sends coalesced room changes (at a pace that slows
+//! while the node is busy), the presence
 //! heartbeat, upkeep (gauges, the metrics recorder, the per-IP limiter), and the readiness
 //! gauge.
 
 use super::Node;
+use super::pace::TickPace;
 use evd_protocol::event::PresenceMember;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// How often gauges are refreshed and the metrics recorder and IP limiter are tidied.
 const UPKEEP_EVERY: Duration = Duration::from_secs(1);
@@ -17,17 +20,26 @@ const LIMITER_TRIM_EVERY: u64 = 60;
 /// alert on it waits minutes.
 const READINESS_EVERY: Duration = Duration::from_secs(5);
 
-/// Sends each room's coalesced changes once per tick (see [`crate::hub::TickWork`]).
+/// Sends each room's coalesced changes once per tick (see [`crate::hub::TickWork`]), at the
+/// pace [`TickPace`] sets from how late and how long the last tick was.
 pub(super) async fn ticks(node: Arc<Node>) {
     let stopped = node.shutdown.stopped();
     tokio::pin!(stopped);
-    let mut tick = tokio::time::interval(Duration::from_millis(node.settings.tick_ms));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pace = TickPace::new(
+        Duration::from_millis(node.settings.tick_ms),
+        Duration::from_millis(node.settings.tick_max_ms),
+    );
+    let interval = ::metrics::gauge!(crate::metrics::TICK_INTERVAL);
+    let load = ::metrics::histogram!(crate::metrics::TICK_LOAD);
+    let mut due = Instant::now() + pace.interval();
     loop {
+        interval.set(pace.interval().as_secs_f64());
         tokio::select! {
             _ = &mut stopped => return,
-            _ = tick.tick() => {}
+            _ = tokio::time::sleep_until(due) => {}
         }
+        let started = Instant::now();
+        let late = started.saturating_duration_since(due);
         for work in node.hub.take_tick() {
             let count = if work.presence_changed() {
                 node.presence
@@ -45,6 +57,9 @@ pub(super) async fn ticks(node: Arc<Node>) {
                 node.hub.deliver(&room, &event, None);
             }
         }
+        let work = started.elapsed();
+        load.record((late + work).as_secs_f64());
+        due = Instant::now() + pace.observe(late, work);
     }
 }
 

@@ -37,6 +37,17 @@ pub struct Settings {
     /// in ms: a burst of 10,000 votes costs a handful of broadcasts, and 200 ms still reads as
     /// live on a screen.
     pub tick_ms: u64,
+    /// The longest the tick stretches to when the node is busy, ms. A tick whose timer fired
+    /// late or whose sending took long doubles the next interval (up to this); a tick that is
+    /// neither halves it again (down to `tick_ms`). Changes keep accumulating meanwhile, so a
+    /// longer tick costs freshness, never the last state: a room's last change always goes out.
+    /// Two seconds still shows a tally move while a crowd votes.
+    pub tick_max_ms: u64,
+    /// How long a vote may wait to be taken into a commit before it is answered `rate_limited`
+    /// with `retry_after_ms` instead, ms; such a vote is not recorded, and its retry is a first
+    /// vote. Half a second keeps a vote's `ACK` within a second when the store or the node
+    /// falls behind, rather than queueing for tens of seconds.
+    pub vote_wait_ms: u64,
     /// The REST API's settings, crud-api's own type: `database_url`, `pool_size`,
     /// `offer_ttl_secs`, `sweep_interval_ms`, `max_body_bytes`, `[rate_limit]` and `[jwt]` (token
     /// verification, for the engine too). They are top-level keys of the same file and `EVD_*`
@@ -82,6 +93,8 @@ impl Default for Settings {
             node_id: None,
             heartbeat_ms: evd_protocol::DEFAULT_HEARTBEAT_MS,
             tick_ms: 200,
+            tick_max_ms: 2_000,
+            vote_wait_ms: 500,
             api: ApiSettings {
                 listen,
                 ..ApiSettings::default()
@@ -109,6 +122,8 @@ impl fmt::Debug for Settings {
             .field("node_id", &self.node_id)
             .field("heartbeat_ms", &self.heartbeat_ms)
             .field("tick_ms", &self.tick_ms)
+            .field("tick_max_ms", &self.tick_max_ms)
+            .field("vote_wait_ms", &self.vote_wait_ms)
             .field("api", &self.api)
             .field("ticket_cache_ms", &self.ticket_cache_ms)
             .field("token_expiry_warning_secs", &self.token_expiry_warning_secs)

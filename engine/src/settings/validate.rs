@@ -153,6 +153,16 @@ impl Settings {
             "must be 10 to 10000",
         )?;
         check(
+            (self.tick_ms..=60_000).contains(&self.tick_max_ms),
+            "tick_max_ms",
+            "must be tick_ms to 60000",
+        )?;
+        check(
+            (1..=60_000).contains(&self.vote_wait_ms),
+            "vote_wait_ms",
+            "must be 1 to 60000",
+        )?;
+        check(
             self.tls.cert_path.is_some() == self.tls.key_path.is_some(),
             "tls",
             "set both tls.cert_path and tls.key_path, or neither",
