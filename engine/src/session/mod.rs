@@ -46,19 +46,29 @@ const BAD_FRAME_REFILL: Duration = Duration::from_secs(10);
 
 /// One connection's op limits: a token bucket for ops, and two "strike" buckets that close the
 /// connection when a client keeps flooding or keeps sending garbage.
+///
+/// The strike buckets are made on a client's first strike: a bucket nobody drew from is full,
+/// so one made then is in the state it would be in had it been made with the session, and the
+/// connections that never misbehave (nearly all) do not carry them.
 struct OpLimits {
     ops: DefaultDirectRateLimiter,
+    strikes: Option<Box<Strikes>>,
+}
+
+/// The strike buckets, made on the first strike.
+struct Strikes {
     flood: DefaultDirectRateLimiter,
     bad_frames: DefaultDirectRateLimiter,
 }
 
-impl OpLimits {
-    fn new(l: &Limits) -> OpLimits {
-        let nz = |n: u32| NonZeroU32::new(n.max(1)).expect("max(1) is non-zero");
-        OpLimits {
-            ops: RateLimiter::direct(
-                Quota::per_second(nz(l.ops_per_sec)).allow_burst(nz(l.ops_burst)),
-            ),
+/// `n` as a bucket size: at least one.
+fn nz(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n.max(1)).expect("max(1) is non-zero")
+}
+
+impl Strikes {
+    fn new(l: &Limits) -> Strikes {
+        Strikes {
             flood: RateLimiter::direct(
                 Quota::per_second(nz(l.ops_per_sec / FLOOD_REFILL_DIVISOR))
                     .allow_burst(nz(l.flood_strikes)),
@@ -69,6 +79,33 @@ impl OpLimits {
                     .allow_burst(nz(l.bad_frame_strikes)),
             ),
         }
+    }
+}
+
+impl OpLimits {
+    fn new(l: &Limits) -> OpLimits {
+        OpLimits {
+            ops: RateLimiter::direct(
+                Quota::per_second(nz(l.ops_per_sec)).allow_burst(nz(l.ops_burst)),
+            ),
+            strikes: None,
+        }
+    }
+
+    /// The strike buckets, made on first use.
+    fn strikes(&mut self, l: &Limits) -> &Strikes {
+        self.strikes
+            .get_or_insert_with(|| Box::new(Strikes::new(l)))
+    }
+
+    /// False when the client is out of flood strikes: close it (4029).
+    fn flood_strike(&mut self, l: &Limits) -> bool {
+        self.strikes(l).flood.check().is_ok()
+    }
+
+    /// False when the client is out of malformed-frame strikes: close it (4500).
+    fn bad_frame_strike(&mut self, l: &Limits) -> bool {
+        self.strikes(l).bad_frames.check().is_ok()
     }
 
     /// `Err(retry_after)` when over the op rate.
@@ -117,7 +154,7 @@ impl Session {
         Session {
             node,
             conn,
-            claims,
+            claims: compact(claims),
             token,
             limits,
             pending: VecDeque::new(),
@@ -189,12 +226,21 @@ impl Session {
             Ok(Reply::Refreshed { claims, reply }) => {
                 self.token = token_clock(&self.node, &claims);
                 self.node.staff.track(self.conn.id, &claims);
-                self.claims = *claims;
+                self.claims = compact(*claims);
                 self.reply(reply);
             }
             Err(e) => self.send_error(req.r#ref, e),
         }
     }
+}
+
+/// `claims` as the session keeps them for the connection's life: the token's room list
+/// without the spare capacity it was read into (a one-room list is read into room for four).
+fn compact(mut claims: Claims) -> Claims {
+    if let Some(rooms) = &mut claims.rooms {
+        rooms.shrink_to_fit();
+    }
+    claims
 }
 
 /// The deadlines of the token `claims` came from, with the node's warning and leeway.

@@ -54,7 +54,7 @@ impl Session {
             Decoded::Close(code) => return Some(code),
             Decoded::Bad(e) => {
                 self.node.metrics.op("invalid", protocol);
-                if self.limits.bad_frames.check().is_err() {
+                if !self.limits.bad_frame_strike(&self.node.settings.limits) {
                     self.send_error(
                         e.r#ref,
                         OpError::new(ErrorCode::BadRequest, "too many malformed frames"),
@@ -67,7 +67,7 @@ impl Session {
         };
         if let Err(retry) = self.limits.op() {
             self.node.metrics.op("rate_limited", protocol);
-            if self.limits.flood.check().is_err() {
+            if !self.limits.flood_strike(&self.node.settings.limits) {
                 return Some(CloseCode::Flood);
             }
             let mut err = OpError::new(ErrorCode::RateLimited, "too many ops; slow down");
@@ -347,24 +347,29 @@ where
     let stop = node.shutdown.stopped();
     tokio::pin!(drain, stop);
 
+    // The connection's one timer: it wakes for the first of the read deadline (heartbeat, or the
+    // wait for the close reply), the token's next deadline, the drain close and the next ping.
+    // One `Sleep` reset each turn, not one per deadline: it sits in every idle connection's task.
+    let timer = tokio::time::sleep_until(deadline);
+    tokio::pin!(timer);
+
     loop {
-        // One timer for the drain close and the next ping: the idle connection's future holds
-        // one sleep, not two.
         // While open, the read timeout also wakes for the token's deadlines.
         let wake = match closing {
             None => deadline.min(s.token.due()),
             Some(_) => deadline,
         };
+        // The drain close and the next ping, only while open.
         let wake_at = match (drain_at, ping_at) {
+            _ if closing.is_some() => None,
             (Some(d), Some(p)) => Some(d.min(p)),
             (d, p) => d.or(p),
         };
-        let timer = async {
-            match wake_at {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
+        let at = wake_at.map_or(wake, |at| at.min(wake));
+        // A fired timer is reset even to the same instant, so it does not fire again at once.
+        if timer.deadline() != at || timer.is_elapsed() {
+            timer.as_mut().reset(at);
+        }
         tokio::select! {
             biased;
             _ = &mut stop => {
@@ -381,46 +386,50 @@ where
                 let spread = node.settings.drain.grace_ms * DRAIN_SPREAD_PERCENT / 100;
                 drain_at = Some(Instant::now() + Duration::from_millis(fastrand::u64(0..=spread)));
             }
-            _ = timer, if closing.is_none() => {
+            () = &mut timer => {
                 let now = Instant::now();
-                if let (Some(at), Some(every)) = (ping_at, ping_every) && at <= now {
-                    s.ping();
-                    ping_at = Some(now + every);
+                if wake_at.is_some_and(|at| at <= now) {
+                    if let (Some(at), Some(every)) = (ping_at, ping_every) && at <= now {
+                        s.ping();
+                        ping_at = Some(now + every);
+                    }
+                    if drain_at.is_some_and(|at| at <= now) {
+                        let after_ms = fastrand::u64(0..=node.settings.drain.reconnect_after_max_ms);
+                        s.send(&Event::Reconnect(Reconnect { after_ms, reason: "shutdown".into() }));
+                        s.close(CloseCode::ShuttingDown, true);
+                        closing = Some(CloseCode::ShuttingDown.reason());
+                        deadline = Instant::now() + close_wait;
+                    }
+                    // A read deadline due too is looked at next turn, against the new state.
+                    continue;
                 }
-                if drain_at.is_some_and(|at| at <= now) {
-                    let after_ms = fastrand::u64(0..=node.settings.drain.reconnect_after_max_ms);
-                    s.send(&Event::Reconnect(Reconnect { after_ms, reason: "shutdown".into() }));
-                    s.close(CloseCode::ShuttingDown, true);
-                    closing = Some(CloseCode::ShuttingDown.reason());
-                    deadline = Instant::now() + close_wait;
+                if now < wake {
+                    continue;
+                }
+                if let Some(why) = closing {
+                    return why;
+                }
+                if now >= deadline {
+                    s.close(CloseCode::HeartbeatTimeout, false);
+                    closing = Some(CloseCode::HeartbeatTimeout.reason());
+                    deadline = now + close_wait;
+                    continue;
+                }
+                match s.token.fire(now) {
+                    Some(TokenDue::Warn(expires_at)) => {
+                        s.send(&Event::TokenExpiring(TokenExpiring { expires_at }));
+                    }
+                    Some(TokenDue::Expired) => {
+                        s.close(CloseCode::TokenExpired, true);
+                        closing = Some(CloseCode::TokenExpired.reason());
+                        deadline = now + close_wait;
+                    }
+                    None => {}
                 }
             }
-            next = tokio::time::timeout_at(wake, stream.next()) => match next {
-                Err(_elapsed) => {
-                    if let Some(why) = closing {
-                        return why;
-                    }
-                    let now = Instant::now();
-                    if now >= deadline {
-                        s.close(CloseCode::HeartbeatTimeout, false);
-                        closing = Some(CloseCode::HeartbeatTimeout.reason());
-                        deadline = now + close_wait;
-                        continue;
-                    }
-                    match s.token.fire(now) {
-                        Some(TokenDue::Warn(expires_at)) => {
-                            s.send(&Event::TokenExpiring(TokenExpiring { expires_at }));
-                        }
-                        Some(TokenDue::Expired) => {
-                            s.close(CloseCode::TokenExpired, true);
-                            closing = Some(CloseCode::TokenExpired.reason());
-                            deadline = now + close_wait;
-                        }
-                        None => {}
-                    }
-                }
-                Ok(None) => return closing.unwrap_or("client_gone"),
-                Ok(Some(Err(e))) => {
+            next = stream.next() => match next {
+                None => return closing.unwrap_or("client_gone"),
+                Some(Err(e)) => {
                     if closing.is_some() {
                         return closing.unwrap_or("error");
                     }
@@ -442,7 +451,7 @@ where
                         }
                     };
                 }
-                Ok(Some(Ok(msg))) => {
+                Some(Ok(msg)) => {
                     if closing.is_none() {
                         deadline = Instant::now() + silence;
                     }
@@ -527,16 +536,23 @@ mod tests {
         std::mem::size_of::<R>()
     }
 
-    /// An idle connection holds its reader's and writer's futures for its whole life, so their
-    /// sizes are RSS per connection (the idle bar in bench/RESULTS.md). This catches a change
-    /// that inlines a large future (an op, a store call) into a connection's state.
+    /// An idle connection holds its reader's and writer's futures and its session for its whole
+    /// life, so their sizes are RSS per connection (the idle bar in bench/RESULTS.md). This
+    /// catches a change that inlines a large future (an op, a store call) or the strike buckets
+    /// into a connection's state.
     #[test]
     fn an_idle_connection_holds_small_futures() {
+        let direct = output_size(serve::<direct_read::DirectStream>);
         let serve = output_size(serve::<futures_util::stream::SplitStream<WebSocket>>);
         let writer =
             output_size5(writer::run::<futures_util::stream::SplitSink<WebSocket, Message>>);
-        // Measured: 872 and 440 bytes (they were 2,696 plus axum's upgrade task, and 1,072).
+        let session = std::mem::size_of::<Session>();
+        // Measured in a test build: 920, 920 and 440 bytes (944 with a second timer; once 2,696
+        // plus axum's upgrade task, and 1,072), and a session of 328 (464 with the strike
+        // buckets made up front).
         assert!(serve <= 1_024, "serve future is {serve} bytes");
+        assert!(direct <= 1_024, "direct serve future is {direct} bytes");
         assert!(writer <= 512, "writer future is {writer} bytes");
+        assert!(session <= 384, "session is {session} bytes");
     }
 }
