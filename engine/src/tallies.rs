@@ -17,7 +17,11 @@ use evd_protocol::{RoomKind, RoomName};
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::Notify;
+
+/// How long after a failed read or broadcast a poll's count is tried again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// A poll whose committed counts changed: its org, id and session.
 pub type PollRef = (String, String, String);
@@ -57,11 +61,25 @@ impl Tallies {
                     _ = inner.wake.notified() => false,
                 };
                 let marked = std::mem::take(&mut *inner.dirty.lock());
+                let mut failed = Vec::new();
                 for (org, polls) in by_org(&marked) {
-                    publish(&*store, &*broker, org, &polls).await;
+                    for (poll, session) in publish(&*store, &*broker, org, &polls).await {
+                        failed.push((org.to_owned(), poll.to_owned(), session.to_owned()));
+                    }
                 }
                 if stopping {
                     return;
+                }
+                // A count that could not be read or sent is tried again, so the last one is
+                // never left unannounced; the wait keeps a failing store from being hammered.
+                if !failed.is_empty() {
+                    tokio::select! {
+                        _ = &mut stopped => return,
+                        _ = tokio::time::sleep(RETRY_AFTER) => {}
+                    }
+                    let mut dirty = inner.dirty.lock();
+                    dirty.extend(failed);
+                    inner.wake.notify_one();
                 }
             }
         });
@@ -93,16 +111,22 @@ fn by_org(marked: &BTreeSet<PollRef>) -> BTreeMap<&str, Vec<(&str, &str)>> {
 }
 
 /// Reads the committed counts of an org's polls in one go and broadcasts each poll's to its
-/// session room.
-async fn publish(store: &dyn Store, broker: &dyn Broker, org: &str, polls: &[(&str, &str)]) {
+/// session room; returns the polls whose counts could not be read or sent.
+async fn publish<'a>(
+    store: &dyn Store,
+    broker: &dyn Broker,
+    org: &str,
+    polls: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
     let ids: Vec<String> = polls.iter().map(|(poll, _)| (*poll).to_owned()).collect();
     let mut tallies = match store.poll_tallies(org, &ids).await {
         Ok(tallies) => tallies,
         Err(e) => {
-            tracing::warn!(error = %e, org, polls = ids.len(), "poll tallies read failed");
-            return;
+            tracing::warn!(error = %e, org, polls = ids.len(), "poll tallies read failed; retrying");
+            return polls.to_vec();
         }
     };
+    let mut failed = Vec::new();
     for (poll, session) in polls {
         let Some(counts) = tallies.remove(*poll) else {
             continue;
@@ -118,7 +142,9 @@ async fn publish(store: &dyn Store, broker: &dyn Broker, org: &str, polls: &[(&s
             counts,
         };
         if let Err(e) = broker.broadcast(&room, body).await {
-            tracing::warn!(error = %e, "poll tally broadcast failed");
+            tracing::warn!(error = %e, "poll tally broadcast failed; retrying");
+            failed.push((*poll, *session));
         }
     }
+    failed
 }
