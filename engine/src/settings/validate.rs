@@ -153,9 +153,9 @@ impl Settings {
             "must be 10 to 10000",
         )?;
         check(
-            (self.tick_ms..=60_000).contains(&self.tick_max_ms),
+            (10..=60_000).contains(&self.tick_max_ms),
             "tick_max_ms",
-            "must be tick_ms to 60000",
+            "must be 10 to 60000 (at or below tick_ms: the tick never stretches)",
         )?;
         check(
             (1..=60_000).contains(&self.vote_wait_ms),
