@@ -64,6 +64,9 @@ pub trait AccessStore {
     ) -> Result<Option<Millis>>;
     /// The end (unix ms) of `user`'s ban from `org`, if one is in force now.
     async fn banned_until(&self, org: &str, user: &str) -> Result<Option<Millis>>;
+    /// The users banned from `org` now, with each ban's end (unix ms), ordered by user: at most
+    /// `limit + 1` of them, so a caller sees that there are more than `limit`.
+    async fn bans_in_force(&self, org: &str, limit: usize) -> Result<Vec<(String, Millis)>>;
     /// Development sign-in only: makes sure `org` exists (named after its id) and that `user`
     /// is a member with `role`.
     async fn enroll(&self, org: &str, user: &str, role: Role) -> Result<()>;
@@ -158,6 +161,21 @@ impl AccessStore for SqlStore {
             )
             .await?;
         Ok(row.map(|(until,)| until))
+    }
+
+    #[instrument(skip_all)]
+    async fn bans_in_force(&self, org: &str, limit: usize) -> Result<Vec<(String, Millis)>> {
+        let now = self.now();
+        let rows = i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1;
+        let mut tx = self.read(org).await?;
+        let bans: Vec<(String, i64)> = tx
+            .fetch_all(
+                "select user_id, until from bans where org_id = $1 and until > $2 \
+                 order by user_id limit $3",
+                args![org, now, rows],
+            )
+            .await?;
+        Ok(bans)
     }
 
     #[instrument(skip_all)]

@@ -18,6 +18,7 @@ on_both_backends!(
     errors_are_problem_documents,
     a_removed_or_demoted_member_gets_403_within_the_cache_time,
     disconnects_are_for_staff_and_record_their_ban,
+    bans_in_force_lists_an_orgs_current_bans_up_to_one_past_the_limit,
     foreign_keys_refuse_rows_of_an_org_that_does_not_exist,
 );
 
@@ -696,6 +697,66 @@ async fn disconnects_are_for_staff_and_record_their_ban(app: TestApp) {
         .map(|r| (r.room.as_str(), r.payload.0["banned_until"].as_i64()))
         .collect();
     assert_eq!(sent, [("user:troll", None), ("user:troll", Some(until))]);
+}
+
+async fn bans_in_force_lists_an_orgs_current_bans_up_to_one_past_the_limit(app: TestApp) {
+    use evd_api::store::{AccessStore, Disconnect};
+    use std::time::Duration;
+    let store = &app.store;
+    for org in ["acme", "other"] {
+        store.enroll(org, "alice", Role::Owner).await.unwrap();
+    }
+    assert_eq!(store.bans_in_force("acme", 10).await.unwrap(), []);
+    let ban = |secs| Disconnect {
+        by: "alice".into(),
+        reason: None,
+        ban: Some(Duration::from_secs(secs)),
+    };
+    let start = crate::common::START_MS;
+    // A short ban that will have ended, and a disconnect with no ban at all.
+    store
+        .disconnect_user("acme", "brief", &ban(10))
+        .await
+        .unwrap();
+    let no_ban = Disconnect {
+        ban: None,
+        ..ban(1)
+    };
+    store
+        .disconnect_user("acme", "kicked", &no_ban)
+        .await
+        .unwrap();
+    app.clock.advance(11_000);
+    let now = start + 11_000;
+    for (user, secs) in [("dave", 60), ("bob", 120), ("carl", 90)] {
+        store
+            .disconnect_user("acme", user, &ban(secs))
+            .await
+            .unwrap();
+    }
+    store
+        .disconnect_user("other", "eve", &ban(30))
+        .await
+        .unwrap();
+    let acme = vec![
+        ("bob".to_owned(), now + 120_000),
+        ("carl".to_owned(), now + 90_000),
+        ("dave".to_owned(), now + 60_000),
+    ];
+    // Ordered by user; the ended ban is not listed; each org sees only its own.
+    assert_eq!(store.bans_in_force("acme", 10).await.unwrap(), acme);
+    assert_eq!(store.bans_in_force("acme", 3).await.unwrap(), acme);
+    assert_eq!(
+        store.bans_in_force("other", 10).await.unwrap(),
+        [("eve".to_owned(), now + 30_000)]
+    );
+    assert_eq!(store.bans_in_force("nobody", 10).await.unwrap(), []);
+    // More than the limit: one row past it, so the caller knows.
+    assert_eq!(store.bans_in_force("acme", 2).await.unwrap(), acme);
+    assert_eq!(store.bans_in_force("acme", 1).await.unwrap(), acme[..2]);
+    assert_eq!(store.bans_in_force("acme", 0).await.unwrap(), acme[..1]);
+    app.clock.advance(61_000);
+    assert_eq!(store.bans_in_force("acme", 10).await.unwrap(), acme[..2]);
 }
 
 async fn foreign_keys_refuse_rows_of_an_org_that_does_not_exist(app: TestApp) {

@@ -143,7 +143,7 @@ impl NodeBuilder {
                 let access_ttl = Duration::from_secs(settings.api.membership_cache_secs);
                 let entries = settings.api.membership_cache_entries;
                 let membership = MembershipCache::new(Arc::clone(&store), access_ttl, entries);
-                let bans = Bans::new(Arc::clone(&store), access_ttl, entries);
+                let bans = Bans::new(store.clone(), access_ttl, entries);
                 let authorizer: Arc<dyn Authorizer> = Arc::new(TicketAuthorizer::new(
                     Arc::clone(&store),
                     membership.clone(),
