@@ -126,8 +126,12 @@ def main():
     md.append(f"| closes by code | {json.dumps(r['closes'])} |")
     md.append(f"| errors | {r['errors']} {json.dumps(r['error_kinds'])} |")
     md.append("")
-    verdict = "flat" if slopes and all(abs(s) < 1.0 for s in slopes) else "NOT flat"
-    md.append(f"Memory: {verdict} (every judged process under 1 % per hour: {[round(s, 2) for s in slopes]}).")
+    if not slopes:
+        md.append("Memory: not judged (no process ran long enough after its warm-up).")
+    else:
+        verdict = "flat" if all(abs(s) < 1.0 for s in slopes) else "NOT flat"
+        md.append(f"Memory: {verdict} (the bar: every judged process under 1 % per hour; "
+                  f"slopes {[round(s, 2) for s in slopes]} %/h).")
     open(os.path.join(out, "summary.md"), "w").write("\n".join(md) + "\n")
 
 
