@@ -1137,14 +1137,30 @@ async fn a_vote_the_store_cannot_take_in_time_is_rate_limited_and_not_recorded(d
     let [mut ann, mut bob] = <[Client; 2]>::try_from(voters).ok().unwrap();
 
     let release = stall_votes(&url).await;
-    // Ann's vote is taken into a commit, which waits for the lock.
+    // Ann's vote is taken into a commit, which waits for the lock. A batch's size is recorded
+    // before its commit, so the count rising says Ann's vote is in one.
+    let batches = || async {
+        metric(
+            &srv.metrics().await,
+            "evd_group_commit_batch_size_count",
+            "writer=\"votes\"",
+        )
+    };
+    let batches_before = batches().await;
     let ann_ref = ann
         .send(Op::SubmitPollResponse(SubmitPollResponse {
             poll: poll.clone(),
             option: options[0].clone(),
         }))
         .await;
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while batches().await <= batches_before {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Ann's vote was never taken into a batch"
+        );
+        tokio::task::yield_now().await;
+    }
     // Bob's vote queues behind it and is refused at its deadline, the stall still on.
     let refused = bob.vote(&poll, &options[1]).await;
     match &refused {

@@ -211,7 +211,7 @@ mod tests {
         }
         async fn bans_in_force(&self, org: &str, limit: usize) -> Result<Vec<(String, Millis)>> {
             self.org_reads.fetch_add(1, Ordering::SeqCst);
-            // Long enough for every concurrent caller to arrive while the read is under way.
+            // With the clock paused, this ends only when every concurrent caller is waiting.
             tokio::time::sleep(Duration::from_millis(20)).await;
             self.check()?;
             let now = unix_ms();
@@ -238,7 +238,8 @@ mod tests {
         Bans::with_limit(Arc::clone(store) as BanStore, TTL, 100_000, limit)
     }
 
-    #[tokio::test]
+    // Paused time: the store's read completes only once every caller is waiting on it.
+    #[tokio::test(start_paused = true)]
     async fn one_read_answers_every_reconnecting_user_of_an_org() {
         let store = Arc::new(Counting::default());
         let until = unix_ms() + 60_000;
@@ -292,7 +293,8 @@ mod tests {
         assert_eq!(store.org_reads.load(Ordering::SeqCst), 1);
     }
 
-    #[tokio::test]
+    // Paused time: the store's read completes only once every caller is waiting on it.
+    #[tokio::test(start_paused = true)]
     async fn a_store_that_cannot_answer_lets_everyone_in_and_is_asked_again_later() {
         let store = Arc::new(Counting::default());
         store.ban("acme", "troll", unix_ms() + 60_000);
