@@ -191,7 +191,9 @@ fn describe() {
     describe_histogram!(
         FANOUT_LATENCY,
         metrics::Unit::Seconds,
-        "Time from the hub receiving a publication to the writer handing it to the socket."
+        "Time from the hub receiving a publication to the writer handing it to the socket, one \
+         sample per connection written; a broadcast's chunk of direct writes shares the time its \
+         last write ended."
     );
     describe_counter!(
         QUEUE_DROPS,

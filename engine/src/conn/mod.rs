@@ -13,7 +13,7 @@ pub mod writer;
 
 use crate::room_key::RoomKey;
 use axum::extract::ws::Utf8Bytes;
-use direct::Direct;
+use direct::{Direct, Tally};
 use evd_protocol::socketio::{self, Parser};
 use evd_protocol::{Codec, Event};
 use parking_lot::Mutex;
@@ -55,28 +55,35 @@ impl Wire {
 }
 
 /// State of one connection shared between its tasks and the hub.
+///
+/// `repr(C)`, in this order: what a broadcast touches for each member (the protocol, the queue,
+/// the direct write side) comes first and together, so a delivery reads a few adjacent cache
+/// lines of the connection instead of lines spread over its whole size.
+#[repr(C)]
 pub struct Conn {
-    /// This connection, for the write task a full direct socket starts.
-    me: std::sync::Weak<Conn>,
-    /// Node-local id.
-    pub id: ConnId,
-    /// The user (`sub`) it belongs to.
-    pub user: Arc<str>,
     /// The protocol it speaks.
     pub wire: Wire,
     /// The codec negotiated at the upgrade (for Socket.IO, its parser).
     pub codec: Codec,
     /// Encoded events waiting for the writer.
     pub queue: SendQueue,
+    /// On a plain TCP socket, the write side: queued events are written by whoever queued
+    /// them ([`direct`]). `None`: a [`writer`] task drains the queue. Held inline, not behind
+    /// a pointer of its own: a broadcast touches each member's queue and socket, and one
+    /// allocation is one cache miss fewer per delivery.
+    pub(crate) direct: Option<Direct>,
+    /// Node-local id.
+    pub id: ConnId,
+    /// The user (`sub`) it belongs to.
+    pub user: Arc<str>,
+    /// This connection, for the write task a full direct socket starts.
+    me: std::sync::Weak<Conn>,
     /// The connection → rooms index, the other half of the hub's room → connections index.
     /// Changed only by `Hub` methods, so the two always agree.
     pub(crate) rooms: Mutex<Vec<RoomKey>>,
     /// Notified once when the writer side is done (its close frame out, or the socket
     /// failed), so the session stops waiting for frames.
     pub(crate) writer_done: Notify,
-    /// On a plain TCP socket, the write side: queued events are written by whoever queued
-    /// them ([`direct`]). `None`: a [`writer`] task drains the queue.
-    pub(crate) direct: Option<Arc<Direct>>,
 }
 
 impl Conn {
@@ -111,7 +118,7 @@ impl Conn {
         wire: Wire,
         codec: Codec,
         queue_limit: usize,
-        direct: Option<Arc<Direct>>,
+        direct: Option<Direct>,
     ) -> Arc<Conn> {
         Arc::new_cyclic(|me| Conn::build(me.clone(), id, user, wire, codec, queue_limit, direct))
     }
@@ -123,7 +130,7 @@ impl Conn {
         wire: Wire,
         codec: Codec,
         queue_limit: usize,
-        direct: Option<Arc<Direct>>,
+        direct: Option<Direct>,
     ) -> Conn {
         Conn {
             me,
@@ -156,8 +163,20 @@ impl Conn {
     /// On a direct socket, writes what is queued (see [`Direct::flush`]); otherwise nothing,
     /// as the push already woke the writer task.
     pub fn flush(&self) {
+        if let Some(d) = &self.direct {
+            let mut tally = Tally::default();
+            if d.flush(&self.queue, self.codec, &self.writer_done, &mut tally) {
+                self.start_pump(d);
+            }
+            tally.record(d.metrics());
+        }
+    }
+
+    /// [`Conn::flush`], adding what it wrote to `tally`, which the caller records once for a
+    /// run of connections (a broadcast's chunk).
+    pub fn flush_counted(&self, tally: &mut Tally) {
         if let Some(d) = &self.direct
-            && d.flush(&self.queue, self.codec, &self.writer_done)
+            && d.flush(&self.queue, self.codec, &self.writer_done, tally)
         {
             self.start_pump(d);
         }

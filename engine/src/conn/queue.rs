@@ -126,13 +126,15 @@ struct State {
 }
 
 /// A byte-bounded queue with one producer side (the hub, replies) and one consumer (the writer).
+/// `repr(C)`: the state a push and a take use first (see [`super::Conn`]).
 #[derive(Debug)]
+#[repr(C)]
 pub struct SendQueue {
     /// A `parking_lot` mutex, not a Tokio one: it is held for a push or a drain, never across
     /// an `.await`.
     state: Mutex<State>,
-    wake: Notify,
     limit: usize,
+    wake: Notify,
 }
 
 impl SendQueue {

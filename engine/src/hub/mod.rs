@@ -24,6 +24,7 @@ use tick::Changes;
 pub use tick::TickWork;
 
 use crate::broker::BrokerHandler;
+use crate::conn::direct::Tally;
 use crate::conn::queue::{Outbound, Push, QueueStats};
 use crate::conn::{Conn, ConnId, EncodeOnce};
 use crate::metrics::Metrics;
@@ -83,6 +84,11 @@ struct Room {
     /// Events queued to members since the admin snapshot last looked ([`Hub::take_room_stats`]).
     /// A relaxed atomic: one add per fanout, whatever lock the fanout holds.
     traffic: AtomicU64,
+    /// For a room wider than one flush chunk: its members on direct sockets, shared by a
+    /// broadcast's chunks, so a broadcast takes one reference, not one per member (two atomic
+    /// operations on each member's connection). Dropped on every membership change and made
+    /// again by the next broadcast.
+    wide: Option<Arc<Vec<Arc<Conn>>>>,
 }
 
 impl Room {
@@ -113,24 +119,34 @@ struct Held {
 /// 10/s, and the kernel's share of a write (the loopback or NIC path) is most of its cost.
 const FLUSH_CHUNK: usize = 1_024;
 
-/// Writes every member queued to: the first chunk on this thread, the others as tasks any idle
-/// worker takes.
-fn flush_all(mut conns: Vec<Arc<Conn>>) {
-    if conns.len() > FLUSH_CHUNK
+/// Writes every connection in `conns`: the first chunk on this thread, the others as tasks any
+/// idle worker takes. The chunks share the list.
+fn flush_all(conns: Arc<Vec<Arc<Conn>>>, metrics: &Metrics) {
+    let n = conns.len();
+    let mut start = FLUSH_CHUNK.min(n);
+    if n > FLUSH_CHUNK
         && let Ok(rt) = tokio::runtime::Handle::try_current()
     {
-        while conns.len() > FLUSH_CHUNK {
-            let chunk = conns.split_off(conns.len() - FLUSH_CHUNK);
-            rt.spawn(async move {
-                for conn in &chunk {
-                    conn.flush();
-                }
-            });
+        while start < n {
+            let end = (start + FLUSH_CHUNK).min(n);
+            let (conns, metrics) = (Arc::clone(&conns), metrics.clone());
+            rt.spawn(async move { flush_chunk(&conns[start..end], &metrics) });
+            start = end;
         }
+        start = FLUSH_CHUNK;
+    } else {
+        start = n;
     }
-    for conn in &conns {
-        conn.flush();
+    flush_chunk(&conns[..start], metrics);
+}
+
+/// Writes a chunk of members, recording the write metrics once for the chunk.
+fn flush_chunk(conns: &[Arc<Conn>], metrics: &Metrics) {
+    let mut tally = Tally::default();
+    for conn in conns {
+        conn.flush_counted(&mut tally);
     }
+    tally.record(metrics);
 }
 
 /// Result of [`Hub::join`].
@@ -177,6 +193,7 @@ impl Hub {
                 true
             }
             None => {
+                r.wide = None;
                 r.members.insert(
                     conn.id,
                     Member {
@@ -236,6 +253,7 @@ impl Hub {
         let mut shard = self.shard(room).lock();
         let r = shard.rooms.get_mut(room)?;
         r.members.remove(&conn.id)?;
+        r.wide = None;
         let last_local = r.members.is_empty();
         if last_local {
             shard.rooms.remove(room);
@@ -269,7 +287,9 @@ impl Hub {
             return;
         };
         // Members on direct sockets are written after the lock is let go: the queues hold the
-        // order, and joins to the shard's rooms need not wait for the writes.
+        // order, and joins to the shard's rooms need not wait for the writes. A wide room lists
+        // them once for every broadcast until its membership changes.
+        let wide = r.members.len() > FLUSH_CHUNK;
         let mut to_flush: Vec<Arc<Conn>> = Vec::new();
         for member in r.members.values_mut() {
             if member.joining.is_none() && offset.is_some_and(|o| o <= member.floor) {
@@ -287,7 +307,7 @@ impl Hub {
                 None => {
                     if self.queue(&member.conn, item) {
                         delivered += 1;
-                        if member.conn.direct.is_some() {
+                        if !wide && member.conn.direct.is_some() {
                             to_flush.push(Arc::clone(&member.conn));
                         }
                     }
@@ -295,8 +315,25 @@ impl Hub {
             }
         }
         r.traffic.fetch_add(delivered, Ordering::Relaxed);
+        let to_flush = if wide && delivered > 0 {
+            let members = &r.members;
+            let list = r.wide.get_or_insert_with(|| {
+                Arc::new(
+                    members
+                        .values()
+                        .filter(|m| m.conn.direct.is_some())
+                        .map(|m| Arc::clone(&m.conn))
+                        .collect(),
+                )
+            });
+            Arc::clone(list)
+        } else {
+            Arc::new(to_flush)
+        };
         drop(shard);
-        flush_all(to_flush);
+        if !to_flush.is_empty() {
+            flush_all(to_flush, &self.metrics);
+        }
         self.metrics.deliveries.increment(delivered);
         self.metrics.event_out(event.name(), delivered);
     }

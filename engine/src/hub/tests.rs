@@ -136,9 +136,10 @@ fn joining_members_get_the_reply_first_then_only_newer_messages() {
 fn rooms_and_members_stay_small_inline() {
     // Every connection has its own user room, so a room's entry in its shard's table is
     // paid per connection, and a member's per member of every room. The rarely used state
-    // lives behind boxes; this keeps it there. (64: 56 plus the admin view's traffic counter.)
+    // lives behind boxes; this keeps it there. (72: 56, the admin view's traffic counter
+    // and the wide room's shared flush list.)
     assert!(
-        std::mem::size_of::<Room>() <= 64,
+        std::mem::size_of::<Room>() <= 72,
         "{}",
         std::mem::size_of::<Room>()
     );
@@ -310,4 +311,85 @@ fn room_stats_count_members_and_take_each_rooms_traffic() {
     assert!(s.rooms_truncated);
     assert_eq!(find(&s, "session:S1"), Some((2, 0)));
     assert_eq!(find(&s, "session:S2"), Some((1, 1)));
+}
+
+/// A connection on a real loopback socket, written directly, and the client's end of it.
+async fn direct_conn(id: u64, h: &Hub) -> (Arc<Conn>, tokio::net::TcpStream) {
+    use crate::conn::direct::Direct;
+    use crate::conn::writer::{Packing, WriterConfig};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (server, _) = listener.accept().await.unwrap();
+    let cfg = WriterConfig {
+        take_bytes: 1 << 16,
+        frame_batch_bytes: 1 << 14,
+        packing: Packing::Batch,
+        close_timeout: std::time::Duration::from_secs(1),
+    };
+    let direct = Direct::new(server, cfg, Arc::clone(&h.stats), Arc::new(Metrics::new()));
+    let conn = Conn::with_direct(
+        id,
+        format!("u{id}").into(),
+        crate::conn::Wire::Evd,
+        Codec::Json,
+        1 << 20,
+        Some(direct),
+    );
+    (conn, client)
+}
+
+/// Reads from `client` until `needle` has arrived, or fails after a few seconds.
+async fn read_until(client: &mut tokio::net::TcpStream, needle: &str) {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let found = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = client.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the socket closed");
+            got.extend_from_slice(&buf[..n]);
+            if got.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(
+        found.is_ok(),
+        "{needle} never arrived; got {}",
+        String::from_utf8_lossy(&got)
+    );
+}
+
+#[tokio::test]
+async fn a_wide_room_writes_to_members_that_joined_after_its_flush_list_was_made() {
+    let h = hub();
+    let r = key("session:S1");
+    // Wider than one flush chunk, so the room keeps a shared list of its direct members.
+    for id in 0..=FLUSH_CHUNK as u64 {
+        let c = conn(10_000 + id, Codec::Json);
+        h.join(&r, &c);
+        h.activate(&r, &c, None, 0);
+    }
+    let (first, mut first_client) = direct_conn(1, &h).await;
+    h.join(&r, &first);
+    h.activate(&r, &first, None, 0);
+    h.deliver_chat(&r, &chat(1), "E", 1);
+    read_until(&mut first_client, r#""offset":1"#).await;
+
+    // The list was made by that broadcast; a member joining now must be written to as well.
+    let (late, mut late_client) = direct_conn(2, &h).await;
+    h.join(&r, &late);
+    h.activate(&r, &late, None, 0);
+    h.deliver_chat(&r, &chat(2), "E", 2);
+    read_until(&mut late_client, r#""offset":2"#).await;
+    read_until(&mut first_client, r#""offset":2"#).await;
+
+    // A member that left gets nothing more, and the others still get everything.
+    h.leave(&r, &first);
+    h.deliver_chat(&r, &chat(3), "E", 3);
+    read_until(&mut late_client, r#""offset":3"#).await;
+    assert_eq!(first.queue.bytes(), 0);
 }

@@ -106,6 +106,17 @@ pub enum RoomError {
     Broker(#[from] BrokerError),
 }
 
+/// A connection that could not open: why, and the connection itself, whose socket still
+/// carries the close that tells the client.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct OpenFailed {
+    /// What failed.
+    pub error: RoomError,
+    /// The connection, already out of every room.
+    pub conn: Arc<Conn>,
+}
+
 /// How long a readiness check waits for the store to answer.
 pub const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -154,8 +165,8 @@ impl Node {
         claims: &Claims,
         wire: Wire,
         codec: Codec,
-        direct: Option<Arc<Direct>>,
-    ) -> Result<Arc<Conn>, RoomError> {
+        direct: Option<Direct>,
+    ) -> Result<Arc<Conn>, OpenFailed> {
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let conn = Conn::with_direct(
             id,
@@ -176,7 +187,9 @@ impl Node {
         self.hub.send(&conn, &hello);
         let own = RoomName::user(&claims.sub).expect("sub was validated with the token");
         let key = RoomKey::new(&claims.org, own);
-        self.enter(&conn, claims, &key).await?;
+        if let Err(error) = self.enter(&conn, claims, &key).await {
+            return Err(OpenFailed { error, conn });
+        }
         self.hub.activate(&key, &conn, None, 0);
         self.catch_up_offers(&conn, claims);
         Ok(conn)

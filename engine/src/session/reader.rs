@@ -247,15 +247,18 @@ pub async fn run_direct(
 ) {
     let wire = Wire::Evd;
     let direct = direct_writer(&node, socket, packing(wire));
-    let opened = Box::pin(node.open_conn(&claims, wire, codec, Some(Arc::clone(&direct)))).await;
+    let opened = Box::pin(node.open_conn(&claims, wire, codec, Some(direct))).await;
     let conn = match opened {
         Ok(conn) => conn,
-        Err(e) => {
-            tracing::warn!(error = %e, "could not open connection");
+        Err(failed) => {
+            tracing::warn!(error = %failed, "could not open connection");
             node.metrics.closed("internal", wire.label());
             // 1011: a server-side failure; the client reconnects with backoff.
             // Best effort: the socket is dropped right after.
-            let _ = direct.write_raw(&direct::close_frame(CloseCode::InternalError));
+            failed
+                .conn
+                .write_raw(&direct::close_frame(CloseCode::InternalError));
+            failed.conn.abandon();
             return;
         }
     };
@@ -300,13 +303,13 @@ fn packing(wire: Wire) -> Packing {
 }
 
 /// The direct write side of a plain TCP socket, with this node's writer settings.
-pub fn direct_writer(node: &Node, socket: TcpStream, packing: Packing) -> Arc<Direct> {
-    Arc::new(Direct::new(
+pub fn direct_writer(node: &Node, socket: TcpStream, packing: Packing) -> Direct {
+    Direct::new(
         socket,
         writer_config(node, packing),
         Arc::clone(&node.stats),
         Arc::clone(&node.metrics),
-    ))
+    )
 }
 
 /// The writer settings for this node.
