@@ -5,11 +5,16 @@
 //!
 //! Timers are per event, not per tick: a chat client sleeps until its next churn (a Poisson
 //! process) and its vote, so 100,000 idle clients cause no wakeups between them.
+//!
+//! The receive path is kept lean, since a client spends its run receiving: the wait for the
+//! worker's next phase is one future for the whole phase (not a fresh watch registration per
+//! frame), and every frame that one read brought is handled before the client waits again.
 
 use super::counters::ABNORMAL_CLOSE;
+use super::frames::{Frame, ReadError};
 use super::member::{Member, join};
 use super::storm::{Cause, come_back, storm};
-use super::transport::{Frame, Ws, frame};
+use super::transport::{Writer, Ws};
 use super::{Ctx, Phase};
 use crate::plan::Scenario;
 use crate::schedule;
@@ -17,10 +22,9 @@ use crate::stamp;
 use crate::stats::RoomTally;
 use crate::wire::{Incoming, Wire};
 use evd_protocol::auth::Role;
-use futures_util::{SinkExt, StreamExt};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio::sync::watch;
 
 /// How often an evd client sends its heartbeat; the engine's default `heartbeat_ms` is 25 s.
 const PING_EVERY: Duration = Duration::from_secs(20);
@@ -77,6 +81,9 @@ pub(super) async fn client(ctx: Rc<Ctx>, i: usize) {
     };
 
     let mut phase = ctx.phase.subscribe();
+    let mut arm = *phase.borrow_and_update() == Phase::Run;
+    let phase_change = next_phase(phase);
+    tokio::pin!(phase_change);
     // Like a real client, the first heartbeat comes one interval after connecting (Socket.IO's
     // first ping also comes one pingInterval after the handshake), spread over a quarter of an
     // interval so the ramp's clients don't all ping in step.
@@ -97,7 +104,6 @@ pub(super) async fn client(ctx: Rc<Ctx>, i: usize) {
     let mut vote_due_us: Option<u64> = None;
     // The vote is to be sent again when the timer fires (the server said `rate_limited`).
     let mut vote_retry = false;
-    let mut arm = *phase.borrow_and_update() == Phase::Run;
     loop {
         if std::mem::take(&mut arm) {
             if churn_rate.is_some() {
@@ -115,8 +121,15 @@ pub(super) async fn client(ctx: Rc<Ctx>, i: usize) {
         }
         let mut lost = false;
         tokio::select! {
-            msg = ws.next() => {
-                lost = !on_frame(&ctx, &mut ws, &mut member, msg).await;
+            read = ws.rx.next() => {
+                lost = !on_frame(&ctx, &mut ws.tx, &mut member, read).await;
+                // The rest of what the read brought, without going back to the select.
+                while !lost {
+                    let Some(read) = ws.rx.buffered().transpose() else {
+                        break;
+                    };
+                    lost = !on_frame(&ctx, &mut ws.tx, &mut member, read).await;
+                }
             }
             _ = ping.tick() => {
                 if let Some(p) = ctx.wire.ping() && ws.send(p).await.is_err() {
@@ -158,11 +171,11 @@ pub(super) async fn client(ctx: Rc<Ctx>, i: usize) {
                     lost = true;
                 }
             }
-            changed = phase.changed() => {
-                let now = *phase.borrow_and_update();
-                if changed.is_err() || now == Phase::Done {
+            (now, rx) = &mut phase_change => {
+                phase_change.set(next_phase(rx));
+                let Some(now) = now.filter(|&now| now != Phase::Done) else {
                     break;
-                }
+                };
                 arm = now == Phase::Run;
                 churning &= now == Phase::Run;
                 if now == Phase::Storm {
@@ -178,7 +191,7 @@ pub(super) async fn client(ctx: Rc<Ctx>, i: usize) {
             vote_retry = true;
         }
         if lost {
-            if !plan.reconnect || *phase.borrow() == Phase::Done {
+            if !plan.reconnect || *ctx.phase.borrow() == Phase::Done {
                 break;
             }
             match come_back(&ctx, Cause::Lost, t, token.as_deref(), &room, &mut member).await {
@@ -198,6 +211,16 @@ pub(super) async fn client(ctx: Rc<Ctx>, i: usize) {
     }
 }
 
+/// The worker's next phase, once it changes (`None` once the worker is gone), and the receiver
+/// back for the next wait.
+async fn next_phase(mut rx: watch::Receiver<Phase>) -> (Option<Phase>, watch::Receiver<Phase>) {
+    let now = match rx.changed().await {
+        Ok(()) => Some(*rx.borrow_and_update()),
+        Err(_) => None,
+    };
+    (now, rx)
+}
+
 /// Votes for a random option of the room's poll; false when the connection is gone.
 async fn send_vote(ctx: &Ctx, ws: &mut Ws, room_idx: usize) -> bool {
     let Some(api_room) = ctx.plan.api_rooms.get(room_idx) else {
@@ -210,24 +233,22 @@ async fn send_vote(ctx: &Ctx, ws: &mut Ws, room_idx: usize) -> bool {
 /// Handles one frame in the run loop; false when the connection is gone.
 async fn on_frame(
     ctx: &Ctx,
-    ws: &mut Ws,
+    tx: &mut Writer,
     member: &mut Member,
-    msg: Option<Result<Message, WsError>>,
+    read: Result<Frame<'_>, ReadError>,
 ) -> bool {
-    let msg = match msg {
-        Some(Ok(m)) => m,
-        Some(Err(_)) | None => {
-            ctx.counters.borrow_mut().close(ABNORMAL_CLOSE);
-            return false;
-        }
-    };
-    let (data, binary) = match frame(&msg) {
-        Frame::Data { data, binary } => (data, binary),
-        Frame::Close(code) => {
+    let (data, binary) = match read {
+        Ok(Frame::Data { data, binary }) => (data, binary),
+        Ok(Frame::Ping(payload)) => return tx.pong(payload).await.is_ok(),
+        Ok(Frame::Pong) => return true,
+        Ok(Frame::Close(code)) => {
             ctx.counters.borrow_mut().close(code.to_string());
             return false;
         }
-        Frame::Other => return true,
+        Err(_) => {
+            ctx.counters.borrow_mut().close(ABNORMAL_CLOSE);
+            return false;
+        }
     };
     let now = stamp::now_us();
     let mut pong = false;
@@ -246,7 +267,7 @@ async fn on_frame(
             c.close("socket.io disconnect");
         }
     }
-    if pong && ws.send(Wire::sio_pong()).await.is_err() {
+    if pong && tx.send(Wire::sio_pong()).await.is_err() {
         return false;
     }
     !gone

@@ -3,11 +3,11 @@
 
 use super::Ctx;
 use super::counters::Counters;
-use super::transport::{Frame, Ws, frame};
+use super::frames::Frame;
+use super::transport::Ws;
 use crate::stamp;
 use crate::stats::{OffsetTracker, Order, RoomTally};
 use crate::wire::{Incoming, Target, VOTE_REF, Wire};
-use futures_util::{SinkExt, StreamExt};
 
 /// The wait before retrying a vote answered `rate_limited` without a `retry_after_ms`.
 const VOTE_RETRY_DEFAULT_MS: u64 = 1000;
@@ -144,15 +144,18 @@ pub(super) async fn join(
             .map_err(|e| format!("send: {e}"))?;
     }
     loop {
-        let msg = match ws.next().await {
-            Some(Ok(m)) => m,
-            Some(Err(e)) => return Err(format!("join: {e}")),
-            None => return Err("join: closed".into()),
-        };
-        let (data, binary) = match frame(&msg) {
-            Frame::Data { data, binary } => (data, binary),
-            Frame::Close(code) => return Err(format!("join: close {code}")),
-            Frame::Other => continue,
+        let (data, binary) = match ws.rx.next().await {
+            Ok(Frame::Data { data, binary }) => (data, binary),
+            Ok(Frame::Ping(payload)) => {
+                ws.tx
+                    .pong(payload)
+                    .await
+                    .map_err(|e| format!("send: {e}"))?;
+                continue;
+            }
+            Ok(Frame::Pong) => continue,
+            Ok(Frame::Close(code)) => return Err(format!("join: close {code}")),
+            Err(e) => return Err(format!("join: {e}")),
         };
         let mut replies = Vec::new();
         let mut done = None;
@@ -199,7 +202,7 @@ pub(super) async fn join(
             ctx.counters.borrow_mut().error("bad frame");
         }
         for r in replies {
-            ws.send(r).await.map_err(|e| format!("send: {e}"))?;
+            ws.tx.send(r).await.map_err(|e| format!("send: {e}"))?;
         }
         if let Some(result) = done {
             return result;

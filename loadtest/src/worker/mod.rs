@@ -12,6 +12,7 @@
 
 mod client;
 mod counters;
+mod frames;
 mod member;
 mod publisher;
 mod storm;

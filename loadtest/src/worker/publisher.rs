@@ -1,16 +1,17 @@
 //! A publisher: one connection that sends stamped messages to its rooms on an open-loop
-//! schedule, reads (and counts errors in) what comes back, and answers Socket.IO pings.
+//! schedule, reads (and counts errors in) what comes back, and answers pings (Socket.IO and
+//! WebSocket).
 
-use super::transport::{Frame, frame};
+use super::frames::Frame;
+use super::transport::Ws;
 use super::{Ctx, Phase};
 use crate::schedule::Schedule;
 use crate::stamp;
 use crate::wire::{Incoming, Target, Wire};
 use evd_protocol::auth::Role;
-use futures_util::{SinkExt, StreamExt};
 use std::rc::Rc;
 use std::time::Duration;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Bytes, Message};
 
 /// The first back-off before a publisher reconnects (`--reconnect`), before jitter.
 const BACKOFF_FIRST: Duration = Duration::from_millis(50);
@@ -80,19 +81,32 @@ async fn session(
             return Session::Refused;
         }
     };
-    let (mut sink, mut stream) = ws.split();
+    let Ws { mut rx, mut tx } = ws;
     let wire = ctx.wire;
     // Socket.IO: wait for the namespace connect before emitting.
     if wire.target == Target::Socketio {
-        while let Some(Ok(msg)) = stream.next().await {
-            let Message::Text(t) = msg else { continue };
+        loop {
+            let text = match rx.next().await {
+                Ok(Frame::Data {
+                    data,
+                    binary: false,
+                }) => data,
+                Ok(Frame::Ping(payload)) => {
+                    if tx.pong(payload).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+                Ok(Frame::Data { .. } | Frame::Pong) => continue,
+                Ok(Frame::Close(_)) | Err(_) => break,
+            };
             let mut connected = false;
-            let _ = wire.parse(t.as_bytes(), false, |inc| match inc {
+            let _ = wire.parse(text, false, |inc| match inc {
                 Incoming::SioOpen => connected = false,
                 Incoming::SioConnected => connected = true,
                 _ => {}
             });
-            if t.as_str().starts_with('0') && sink.send(Wire::sio_connect()).await.is_err() {
+            if text.starts_with(b"0") && tx.send(Wire::sio_connect()).await.is_err() {
                 break;
             }
             if connected {
@@ -103,29 +117,33 @@ async fn session(
     if !std::mem::replace(ready, true) {
         ctx.counters.borrow_mut().publishers_ready += 1;
     }
-    // Replies are read (so the server never queues for us) and errors counted; Socket.IO pings
-    // are answered through the writer.
-    let (pong_tx, mut pong_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    // Replies are read (so the server never queues for us) and errors counted; pings (Socket.IO
+    // and WebSocket) are answered through the writer.
+    let (pong_tx, mut pong_rx) = tokio::sync::mpsc::unbounded_channel::<Message>();
     let reader_ctx = ctx.clone();
     tokio::task::spawn_local(async move {
-        while let Some(msg) = stream.next().await {
-            let Ok(msg) = msg else { break };
-            let (data, binary) = match frame(&msg) {
-                Frame::Data { data, binary } => (data, binary),
-                Frame::Close(code) => {
+        loop {
+            let (data, binary) = match rx.next().await {
+                Ok(Frame::Data { data, binary }) => (data, binary),
+                Ok(Frame::Ping(payload)) => {
+                    let _ = pong_tx.send(Message::Pong(Bytes::copy_from_slice(payload)));
+                    continue;
+                }
+                Ok(Frame::Pong) => continue,
+                Ok(Frame::Close(code)) => {
                     reader_ctx
                         .counters
                         .borrow_mut()
                         .close(format!("publisher {code}"));
                     break;
                 }
-                Frame::Other => continue,
+                Err(_) => break,
             };
             let mut c = reader_ctx.counters.borrow_mut();
             let _ = wire.parse(data, binary, |inc| match inc {
                 Incoming::Error { code, .. } => c.error(format!("publish: {code}")),
                 Incoming::SioPing => {
-                    let _ = pong_tx.send(());
+                    let _ = pong_tx.send(Wire::sio_pong());
                 }
                 _ => {}
             });
@@ -137,7 +155,7 @@ async fn session(
     while *phase.borrow_and_update() == Phase::Ramp {
         tokio::select! {
             changed = phase.changed() => if changed.is_err() { return Session::Finished },
-            Some(()) = pong_rx.recv() => { let _ = sink.send(Wire::sio_pong()).await; }
+            Some(pong) = pong_rx.recv() => { let _ = tx.send(pong).await; }
         }
     }
     let Some((start, start_us)) = ctx.start.get() else {
@@ -158,14 +176,7 @@ async fn session(
             let room = rooms[(*k % rooms.len() as u64) as usize];
             let intended = start_us + schedule.due_at_us(*k);
             let text = stamp::text(*k, intended, plan.payload);
-            if sink
-                .feed(wire.send(&plan.room_name(room), text))
-                .await
-                .is_err()
-            {
-                ctx.counters.borrow_mut().error("publish: connection lost");
-                return Session::Connected;
-            }
+            tx.feed(&wire.send(&plan.room_name(room), text));
             *ctx.counters
                 .borrow_mut()
                 .sent_per_room
@@ -173,7 +184,7 @@ async fn session(
                 .or_default() += 1;
             *k += 1;
         }
-        if sink.flush().await.is_err() {
+        if tx.flush().await.is_err() {
             ctx.counters.borrow_mut().error("publish: connection lost");
             return Session::Connected;
         }
@@ -184,7 +195,7 @@ async fn session(
         tokio::select! {
             _ = tokio::time::sleep_until(next.into()) => {}
             pong = pong_rx.recv() => match pong {
-                Some(()) => { let _ = sink.send(Wire::sio_pong()).await; }
+                Some(pong) => { let _ = tx.send(pong).await; }
                 // The reader ended: the connection is gone.
                 None => {
                     ctx.counters.borrow_mut().error("publish: connection lost");
@@ -194,8 +205,8 @@ async fn session(
         }
     }
     // Keep answering pings until the run ends.
-    while pong_rx.recv().await.is_some() {
-        let _ = sink.send(Wire::sio_pong()).await;
+    while let Some(pong) = pong_rx.recv().await {
+        let _ = tx.send(pong).await;
     }
     Session::Finished
 }

@@ -1,56 +1,118 @@
 //! How a worker reaches its targets: resolves their addresses once, mints each client's token,
-//! opens a WebSocket from the worker's source address, and reads what a received frame holds.
+//! opens a WebSocket from the worker's source address (tungstenite does the handshake), and
+//! hands the connection to the harness's own frame reader and writer (`frames`).
 
+use super::frames::{FrameReader, FrameWriter};
 use crate::plan::WorkerPlan;
 use crate::stamp;
 use crate::wire::{Target, Wire};
 use anyhow::Context;
 use evd_protocol::auth::{Claims, JwtSettings, Role, Signer};
 use nix::sys::socket::{setsockopt, sockopt};
+use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::task::{Poll, ready};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Error as WsError;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-/// One harness connection.
-pub(super) type Ws = WebSocketStream<TcpStream>;
+/// One harness connection: the frames it receives and the frames it sends.
+pub(super) struct Ws {
+    pub(super) rx: FrameReader<OwnedReadHalf>,
+    pub(super) tx: Writer,
+}
 
-/// Read buffer per harness connection: tungstenite's default of 128 KiB would cost 2.4 GB for
-/// 19k connections.
-const READ_BUFFER: usize = 8 * 1024;
+/// The sending side of a harness connection.
+pub(super) type Writer = FrameWriter<OwnedWriteHalf>;
+
+impl Ws {
+    /// Sends `msg` now.
+    pub(super) async fn send(&mut self, msg: Message) -> io::Result<()> {
+        self.tx.send(msg).await
+    }
+}
+
 /// How long tokens live: longer than any run.
 const TOKEN_TTL_SECS: u64 = 6 * 3600;
 /// The port assumed for a target URL without one (`ws://`).
 const DEFAULT_PORT: u16 = 80;
-/// The close code reported for a close frame without a status (RFC 6455, 7.1.5).
-const NO_STATUS: u16 = 1005;
+/// The end of an HTTP response's head.
+const HEAD_END: &[u8] = b"\r\n\r\n";
 
-/// What one received WebSocket message holds for the harness.
-pub(super) enum Frame<'a> {
-    /// A text (`binary` false) or binary frame's bytes.
-    Data { data: &'a [u8], binary: bool },
-    /// The peer closed, with this close code.
-    Close(u16),
-    /// A control frame the harness does not read (ping, pong).
-    Other,
+/// The TCP stream during the handshake: gives tungstenite no byte past the end of the
+/// server's HTTP response, so the frames the server sends right behind it (a Socket.IO open
+/// packet) stay in the socket for the frame reader. It peeks, then reads only what belongs to
+/// the response; past the response it reads as the end of the stream.
+struct ResponseOnly {
+    tcp: TcpStream,
+    /// How much of [`HEAD_END`] the bytes read so far end with.
+    matched: usize,
 }
 
-/// Reads what `msg` holds.
-pub(super) fn frame(msg: &Message) -> Frame<'_> {
-    match msg {
-        Message::Text(t) => Frame::Data {
-            data: t.as_bytes(),
-            binary: false,
-        },
-        Message::Binary(b) => Frame::Data {
-            data: &b[..],
-            binary: true,
-        },
-        Message::Close(f) => Frame::Close(f.as_ref().map_or(NO_STATUS, |f| u16::from(f.code))),
-        _ => Frame::Other,
+/// Scans `bytes` for the end of a response head, `matched` bytes of [`HEAD_END`] having been
+/// seen before them: returns how far that now is, and the length of `bytes` up to and with the
+/// head's end, if it is in them.
+fn scan_head(mut matched: usize, bytes: &[u8]) -> (usize, Option<usize>) {
+    for (i, &b) in bytes.iter().enumerate() {
+        matched = if b == HEAD_END[matched] {
+            matched + 1
+        } else {
+            usize::from(b == HEAD_END[0])
+        };
+        if matched == HEAD_END.len() {
+            return (matched, Some(i + 1));
+        }
+    }
+    (matched, None)
+}
+
+impl AsyncRead for ResponseOnly {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.matched == HEAD_END.len() {
+            return Poll::Ready(Ok(()));
+        }
+        let room = buf.initialize_unfilled();
+        let peeked = ready!(this.tcp.poll_peek(cx, &mut ReadBuf::new(room)))?;
+        let take = scan_head(this.matched, &room[..peeked]).1.unwrap_or(peeked);
+        // The peeked bytes are in the socket already: this read does not wait.
+        let mut part = ReadBuf::new(&mut room[..take]);
+        ready!(Pin::new(&mut this.tcp).poll_read(cx, &mut part))?;
+        let got = part.filled().len();
+        this.matched = scan_head(this.matched, &room[..got]).0;
+        buf.advance(got);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for ResponseOnly {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().tcp).poll_write(cx, data)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
     }
 }
 
@@ -168,16 +230,56 @@ impl Transport {
             .await
             .map_err(|e| format!("connect: {:?}", e.kind()))?;
         let _ = stream.set_nodelay(true);
-        let config = WebSocketConfig::default()
-            .read_buffer_size(READ_BUFFER)
-            .write_buffer_size(0);
-        let (ws, _) = tokio_tungstenite::client_async_with_config(req, stream, Some(config))
+        let guard = ResponseOnly {
+            tcp: stream,
+            matched: 0,
+        };
+        // tungstenite's own frame buffer is never used: it gets no capacity.
+        let config = WebSocketConfig::default().read_buffer_size(0);
+        let (ws, _) = tokio_tungstenite::client_async_with_config(req, guard, Some(config))
             .await
             .map_err(|e| match e {
                 WsError::Http(resp) => format!("http {}", resp.status().as_u16()),
                 WsError::Io(e) => format!("handshake: {:?}", e.kind()),
                 other => format!("handshake: {other}"),
             })?;
-        Ok(ws)
+        // Nothing past the response was read, so the socket holds every frame sent after it.
+        let (rx, tx) = ws.into_inner().tcp.into_split();
+        Ok(Ws {
+            rx: FrameReader::new(rx),
+            tx: FrameWriter::new(tx),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scan_head;
+
+    #[test]
+    fn the_head_ends_at_the_first_blank_line() {
+        let resp = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x02hi";
+        let end = resp.len() - 4;
+        assert_eq!(scan_head(0, resp), (4, Some(end)));
+        // Byte by byte, carrying what matched so far.
+        let mut matched = 0;
+        for (i, b) in resp.iter().enumerate() {
+            let (m, found) = scan_head(matched, std::slice::from_ref(b));
+            matched = m;
+            if found.is_some() {
+                assert_eq!(i + 1, end);
+                break;
+            }
+        }
+        assert_eq!(matched, 4);
+    }
+
+    #[test]
+    fn a_head_end_split_over_reads_or_with_stray_returns_is_found() {
+        assert_eq!(scan_head(0, b"a\r\n\r"), (3, None));
+        assert_eq!(scan_head(3, b"\nrest"), (4, Some(1)));
+        assert_eq!(scan_head(0, b"\r\n\r\r\n\r\nx"), (4, Some(7)));
+        assert_eq!(scan_head(0, b"\r\r\n\r\n"), (4, Some(5)));
+        assert_eq!(scan_head(0, b"\n\n\r\n"), (2, None));
     }
 }
