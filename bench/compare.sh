@@ -11,7 +11,9 @@
 #   DURATION     seconds of each measured broadcast and rooms run          (15)
 #   SAT_RATES    broadcast rates tried for saturation, ascending  ("5 10 20 50 100 200 500")
 #   BIG          connections for evd's own idle and storm bars             (19000)
-#   ROOMS_RUNS   rooms runs per server, interleaved; the table takes the median p99 run (3)
+#   ROOMS_RUNS   rooms runs per server, interleaved; the table takes the median p99 run (5)
+#   IDLE_CPU_S   seconds evd holds CONNS idle connections at its default heartbeat, for its
+#                idle CPU (60)
 #   SERVERS      which servers, in order            ("evd evd-sio uws socketio socketioxide")
 #   CODEC        evd codec (json or msgpack); the peers speak Socket.IO JSON (json)
 set -euo pipefail
@@ -19,13 +21,14 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
 if [ "${QUICK:-0}" = 1 ]; then
-  : "${CONNS:=2000}" "${DURATION:=5}" "${SAT_RATES:=5 10}" "${BIG:=3000}" "${ROOMS_RUNS:=1}"
+  : "${CONNS:=2000}" "${DURATION:=5}" "${SAT_RATES:=5 10}" "${BIG:=3000}" "${ROOMS_RUNS:=1}" "${IDLE_CPU_S:=10}"
 fi
 CONNS=${CONNS:-10000}
 DURATION=${DURATION:-15}
 SAT_RATES=${SAT_RATES:-5 10 20 50 100 200 500}
 BIG=${BIG:-19000}
-ROOMS_RUNS=${ROOMS_RUNS:-3}
+ROOMS_RUNS=${ROOMS_RUNS:-5}
+IDLE_CPU_S=${IDLE_CPU_S:-60}
 SERVERS=${SERVERS:-evd evd-sio uws socketio socketioxide}
 CODEC=${CODEC:-json}
 RAMP=${RAMP:-4000}
@@ -104,7 +107,13 @@ run() { # server, label, scenario args...
 
 # Scenario by scenario, each server in turn, so a change in the machine's background load
 # during the run touches them all alike.
+# Idle memory with members in rooms of 100 and in rooms of 10 (more rooms, so more room state).
 for s in $SERVERS; do run "$s" idle idle -c "$CONNS" --room-size 100 --duration 5 --drain 0; done
+for s in $SERVERS; do run "$s" idle-10 idle -c "$CONNS" --room-size 10 --duration 5 --drain 0; done
+# Idle CPU: the connections only send their heartbeat (every 20 s, within the default 25 s).
+if [[ " $SERVERS " == *" evd "* ]]; then
+  run evd idle-cpu idle -c "$CONNS" --room-size 10 --duration "$IDLE_CPU_S" --drain 0
+fi
 for r in 1 10 50; do
   for s in $SERVERS; do run "$s" "broadcast-$r" broadcast -c "$CONNS" --rate "$r" --duration "$DURATION"; done
   # The machine's floor for the same broadcast: plain threads doing one write() per connection
@@ -145,11 +154,12 @@ done
 # The engine's own bars at the size one process may hold here.
 if [[ " $SERVERS " == *" evd "* ]]; then
   run evd idle-big idle -c "$BIG" --room-size 100 --duration 5 --drain 0
+  run evd idle-big-10 idle -c "$BIG" --room-size 10 --duration 5 --drain 0
   run evd storm-big reconnect-storm -c "$BIG" --room-size 10 --publishers 100 --rate 1 --duration 30
 fi
 
 CMD="bench/compare.sh"
 [ "${QUICK:-0}" = 1 ] && CMD="QUICK=1 $CMD"
 [ "$SERVERS" = "evd evd-sio uws socketio socketioxide" ] || CMD="SERVERS=\"$SERVERS\" $CMD"
-python3 bench/compare_table.py "$OUT" "$CMD" "SERVERS='$SERVERS' CONNS=$CONNS DURATION=$DURATION SAT_RATES='$SAT_RATES' BIG=$BIG ROOMS_RUNS=$ROOMS_RUNS CODEC=$CODEC RAMP=$RAMP"
+python3 bench/compare_table.py "$OUT" "$CMD" "SERVERS='$SERVERS' CONNS=$CONNS DURATION=$DURATION SAT_RATES='$SAT_RATES' BIG=$BIG ROOMS_RUNS=$ROOMS_RUNS IDLE_CPU_S=$IDLE_CPU_S CODEC=$CODEC RAMP=$RAMP"
 echo "==> wrote bench/RESULTS.md" >&2

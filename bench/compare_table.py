@@ -86,7 +86,8 @@ def closes(r):
 
 ROWS = [
     ("connections held (idle)", "idle", lambda r: r.get("connections"), "", None),
-    ("RSS per idle connection", "idle", lambda r: get(r, "server", "rss_per_connection_kib"), " KiB", "low"),
+    ("RSS per idle connection, rooms of 100", "idle", lambda r: get(r, "server", "rss_per_connection_kib"), " KiB", "low"),
+    ("RSS per idle connection, rooms of 10", "idle-10", lambda r: get(r, "server", "rss_per_connection_kib"), " KiB", "low"),
     ("connect p99 (idle ramp)", "idle", lambda r: r.get("connect_p99_ms"), " ms", "low"),
 ]
 for rate in (1, 10, 50):
@@ -227,15 +228,27 @@ if any(f for _, f, _ in floors):
         )
 
 big_idle, big_storm = load("evd", "idle-big"), load("evd", "storm-big")
-if big_idle or big_storm:
+big_idle_10, idle_cpu = load("evd", "idle-big-10"), load("evd", "idle-cpu")
+if big_idle or big_storm or idle_cpu:
     lines += ["", "### evd on its own: the bars at the most one process may hold here", "",
               "| figure | evd |", "|---|---|"]
     if big_idle:
         lines += [
             f"| idle: connections held | {big_idle.get('connections')} of {big_idle.get('connections_requested')} |",
-            f"| idle: RSS per connection | {fmt(get(big_idle, 'server', 'rss_per_connection_kib'), ' KiB')} "
+            f"| idle: RSS per connection, rooms of 100 | {fmt(get(big_idle, 'server', 'rss_per_connection_kib'), ' KiB')} "
             f"({get(big_idle, 'server', 'rss_baseline_kib')} → {get(big_idle, 'server', 'rss_ready_kib')} KiB) |",
             f"| idle: connect p50 / p99 | {fmt(big_idle.get('connect_p50_ms'), ' ms')} / {fmt(big_idle.get('connect_p99_ms'), ' ms')} |",
+        ]
+    if big_idle_10:
+        lines += [
+            f"| idle: RSS per connection, rooms of 10 | {fmt(get(big_idle_10, 'server', 'rss_per_connection_kib'), ' KiB')} "
+            f"({get(big_idle_10, 'server', 'rss_baseline_kib')} → {get(big_idle_10, 'server', 'rss_ready_kib')} KiB, "
+            f"{big_idle_10.get('connections')} held) |",
+        ]
+    if idle_cpu:
+        lines += [
+            f"| idle CPU: {idle_cpu.get('connections')} connections at the default heartbeat, "
+            f"{fmt(idle_cpu.get('duration_s'), ' s')} | {fmt(get(idle_cpu, 'server', 'cpu_percent'), ' %')} of a core |",
         ]
     if big_storm:
         st = big_storm.get("storm") or {}
