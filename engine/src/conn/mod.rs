@@ -8,19 +8,20 @@
 
 pub mod direct;
 pub mod direct_read;
+pub mod done;
 pub mod queue;
 pub mod writer;
 
 use crate::room_key::RoomKey;
 use axum::extract::ws::Utf8Bytes;
 use direct::Direct;
+use done::Done;
 use evd_protocol::socketio::{self, Parser};
 use evd_protocol::{Codec, Event};
 use parking_lot::Mutex;
 use queue::{Outbound, Payload, Push, QueueStats, SendQueue};
 use std::fmt;
 use std::sync::Arc;
-use tokio::sync::Notify;
 
 /// A node-local connection id.
 pub type ConnId = u64;
@@ -71,9 +72,9 @@ pub struct Conn {
     /// The connection → rooms index, the other half of the hub's room → connections index.
     /// Changed only by `Hub` methods, so the two always agree.
     pub(crate) rooms: Mutex<Vec<RoomKey>>,
-    /// Notified once when the writer side is done (its close frame out, or the socket
-    /// failed), so the session stops waiting for frames.
-    pub(crate) writer_done: Notify,
+    /// Set once the writer side is done (its close frame out, or the socket failed), so the
+    /// session stops waiting for frames.
+    pub(crate) writer_done: Done,
     /// On a plain TCP socket, the write side: queued events are written by whoever queued
     /// them ([`direct`]). `None`: a [`writer`] task drains the queue.
     pub(crate) direct: Option<Arc<Direct>>,
@@ -133,7 +134,7 @@ impl Conn {
             codec,
             queue: SendQueue::new(queue_limit),
             rooms: Mutex::new(Vec::new()),
-            writer_done: Notify::new(),
+            writer_done: Done::default(),
             direct,
         }
     }

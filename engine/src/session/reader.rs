@@ -17,6 +17,7 @@ use crate::conn::writer::{self, Packing, WriterConfig};
 use crate::conn::{Conn, Wire};
 use crate::node::{ConnPermit, Node};
 use crate::room_key::RoomKey;
+use crate::shutdown::Phase;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use bytes::Bytes;
 use evd_protocol::auth::Claims;
@@ -44,14 +45,25 @@ const WRITER_TAKE_FRAMES: usize = 4;
 /// for the last clients' close replies before the grace ends.
 const DRAIN_SPREAD_PERCENT: u64 = 80;
 
+/// What the read loop does after a data frame.
+enum Handled {
+    /// Nothing more: it was answered here, or there was nothing to do.
+    Done,
+    /// Run this op.
+    Run(Request),
+    /// Close the connection with this code.
+    Close(CloseCode),
+}
+
 impl Session {
-    /// Handles one data frame; returns a close reason if the connection must close.
-    async fn on_frame(&mut self, msg: Message) -> Option<CloseCode> {
+    /// Handles one data frame, up to the op it asks for: not an `async fn`, so nothing of it is
+    /// held in the connection's task while the task idles.
+    fn on_frame(&mut self, msg: &Message) -> Handled {
         let protocol = self.conn.wire.label();
-        let req = match decode(&self.conn, &msg) {
+        let req = match decode(&self.conn, msg) {
             Decoded::Op(req) => req,
-            Decoded::Nothing => return None,
-            Decoded::Close(code) => return Some(code),
+            Decoded::Nothing => return Handled::Done,
+            Decoded::Close(code) => return Handled::Close(code),
             Decoded::Bad(e) => {
                 self.node.metrics.op("invalid", protocol);
                 if !self.limits.bad_frame_strike(&self.node.settings.limits) {
@@ -59,21 +71,21 @@ impl Session {
                         e.r#ref,
                         OpError::new(ErrorCode::BadRequest, "too many malformed frames"),
                     );
-                    return Some(CloseCode::ProtocolViolation);
+                    return Handled::Close(CloseCode::ProtocolViolation);
                 }
                 self.send_error(e.r#ref, OpError::new(ErrorCode::BadRequest, e.message));
-                return None;
+                return Handled::Done;
             }
         };
         if let Err(retry) = self.limits.op() {
             self.node.metrics.op("rate_limited", protocol);
             if !self.limits.flood_strike(&self.node.settings.limits) {
-                return Some(CloseCode::Flood);
+                return Handled::Close(CloseCode::Flood);
             }
             let mut err = OpError::new(ErrorCode::RateLimited, "too many ops; slow down");
             err.retry_after_ms = Some(u64::try_from(retry.as_millis()).unwrap_or(u64::MAX).max(1));
             self.send_error(req.r#ref, err);
-            return None;
+            return Handled::Done;
         }
         // The heartbeat, answered here: no op dispatch and no allocation for the most frequent
         // op. Behind a waiting reply it takes the ordinary path, which keeps the order.
@@ -83,12 +95,30 @@ impl Session {
         {
             self.node.metrics.evd_pings.increment(1);
             self.send(&Event::Pong(Pong { r#ref: req.r#ref }));
-            return None;
+            return Handled::Done;
         }
-        // Boxed: an op's future (store and broker calls) is kilobytes, and inline it would sit
-        // in every idle connection's task for the connection's whole life.
-        Box::pin(self.dispatch(req)).await;
-        None
+        Handled::Run(req)
+    }
+
+    /// Socket.IO: how often the server pings. `None` on evd's protocol, where the client does.
+    fn ping_every(&self) -> Option<Duration> {
+        (self.conn.wire == Wire::SocketIo)
+            .then(|| Duration::from_millis(self.node.settings.socketio.ping_interval_ms))
+    }
+
+    /// How long a silent client is given before it is taken for gone: on Socket.IO a ping
+    /// interval and the ping timeout, on evd's protocol two heartbeats.
+    fn silence(&self) -> Duration {
+        let settings = &self.node.settings;
+        match self.ping_every() {
+            Some(every) => every + Duration::from_millis(settings.socketio.ping_timeout_ms),
+            None => settings.heartbeat() * 2,
+        }
+    }
+
+    /// How long a closing connection waits for the client's close reply.
+    fn close_wait(&self) -> Duration {
+        Duration::from_millis(self.node.settings.drain.close_timeout_ms)
     }
 }
 
@@ -329,23 +359,16 @@ where
     let node = Arc::clone(&s.node);
     // Socket.IO: the server pings (every `ping_interval_ms`, from this loop, so no task of its
     // own) and a client silent for an interval and a timeout is gone. evd's protocol: the client
-    // pings, and silence for two heartbeats is a timeout.
-    let ping_every = (s.conn.wire == Wire::SocketIo)
-        .then(|| Duration::from_millis(node.settings.socketio.ping_interval_ms));
-    let silence = match ping_every {
-        Some(every) => every + Duration::from_millis(node.settings.socketio.ping_timeout_ms),
-        None => node.settings.heartbeat() * 2,
-    };
-    let close_wait = Duration::from_millis(node.settings.drain.close_timeout_ms);
-    let mut deadline = Instant::now() + silence;
+    // pings, and silence for two heartbeats is a timeout. These durations are worked out from
+    // the settings where used, not kept: kept, they would sit in every idle connection's task.
+    let mut deadline = Instant::now() + s.silence();
     // Set once the connection is closing; the deadline then bounds the wait for the close reply.
     let mut closing: Option<&'static str> = None;
     let mut writer_done = false;
     let mut drain_at: Option<Instant> = None;
-    let mut ping_at = ping_every.map(|every| Instant::now() + every);
-    let drain = node.shutdown.draining();
-    let stop = node.shutdown.stopped();
-    tokio::pin!(drain, stop);
+    let mut ping_at = s.ping_every().map(|every| Instant::now() + every);
+    // One waiter for the drain and the stop, made before the phase is first read.
+    let mut phase_changed = std::pin::pin!(node.shutdown.phase_changed());
 
     // The connection's one timer: it wakes for the first of the read deadline (heartbeat, or the
     // wait for the close reply), the token's next deadline, the drain close and the next ping.
@@ -354,6 +377,19 @@ where
     tokio::pin!(timer);
 
     loop {
+        // The stop ends the loop at once; the drain picks this connection's point in the grace
+        // period, if it is still open.
+        match node.shutdown.phase() {
+            Phase::Stopped => {
+                s.close(CloseCode::ShuttingDown, false);
+                return closing.unwrap_or("shutting_down");
+            }
+            Phase::Draining if drain_at.is_none() && closing.is_none() => {
+                let spread = node.settings.drain.grace_ms * DRAIN_SPREAD_PERCENT / 100;
+                drain_at = Some(Instant::now() + Duration::from_millis(fastrand::u64(0..=spread)));
+            }
+            _ => {}
+        }
         // While open, the read timeout also wakes for the token's deadlines.
         let wake = match closing {
             None => deadline.min(s.token.due()),
@@ -372,24 +408,18 @@ where
         }
         tokio::select! {
             biased;
-            _ = &mut stop => {
-                s.close(CloseCode::ShuttingDown, false);
-                return closing.unwrap_or("shutting_down");
-            }
+            // Looked at on the next turn; a new waiter is made before that look.
+            () = &mut phase_changed => phase_changed.set(node.shutdown.phase_changed()),
             () = oldest_ready(&mut s.pending, &s.node, &s.conn), if !s.pending.is_empty() => {}
-            _ = s.conn.writer_done.notified(), if !writer_done => {
+            () = s.conn.writer_done.wait(), if !writer_done => {
                 writer_done = true;
                 closing.get_or_insert(reason(s.conn.queue.closing(), "write_error"));
-                deadline = Instant::now() + close_wait;
-            }
-            _ = &mut drain, if drain_at.is_none() && closing.is_none() => {
-                let spread = node.settings.drain.grace_ms * DRAIN_SPREAD_PERCENT / 100;
-                drain_at = Some(Instant::now() + Duration::from_millis(fastrand::u64(0..=spread)));
+                deadline = Instant::now() + s.close_wait();
             }
             () = &mut timer => {
                 let now = Instant::now();
                 if wake_at.is_some_and(|at| at <= now) {
-                    if let (Some(at), Some(every)) = (ping_at, ping_every) && at <= now {
+                    if let (Some(at), Some(every)) = (ping_at, s.ping_every()) && at <= now {
                         s.ping();
                         ping_at = Some(now + every);
                     }
@@ -398,7 +428,7 @@ where
                         s.send(&Event::Reconnect(Reconnect { after_ms, reason: "shutdown".into() }));
                         s.close(CloseCode::ShuttingDown, true);
                         closing = Some(CloseCode::ShuttingDown.reason());
-                        deadline = Instant::now() + close_wait;
+                        deadline = Instant::now() + s.close_wait();
                     }
                     // A read deadline due too is looked at next turn, against the new state.
                     continue;
@@ -412,7 +442,7 @@ where
                 if now >= deadline {
                     s.close(CloseCode::HeartbeatTimeout, false);
                     closing = Some(CloseCode::HeartbeatTimeout.reason());
-                    deadline = now + close_wait;
+                    deadline = now + s.close_wait();
                     continue;
                 }
                 match s.token.fire(now) {
@@ -422,7 +452,7 @@ where
                     Some(TokenDue::Expired) => {
                         s.close(CloseCode::TokenExpired, true);
                         closing = Some(CloseCode::TokenExpired.reason());
-                        deadline = now + close_wait;
+                        deadline = now + s.close_wait();
                     }
                     None => {}
                 }
@@ -442,7 +472,10 @@ where
                     return match close_code_for(&e) {
                         Some(code) => {
                             s.close(code, false);
-                            let _ = tokio::time::timeout(close_wait, s.conn.writer_done.notified()).await;
+                            // Boxed: a rare path, and its timer would otherwise sit in every
+                            // idle connection's task.
+                            let wait = tokio::time::timeout(s.close_wait(), s.conn.writer_done.wait());
+                            let _ = Box::pin(wait).await;
                             code.reason()
                         }
                         None => {
@@ -453,19 +486,30 @@ where
                 }
                 Some(Ok(msg)) => {
                     if closing.is_none() {
-                        deadline = Instant::now() + silence;
+                        deadline = Instant::now() + s.silence();
                     }
                     match msg {
                         Message::Text(_) | Message::Binary(_) if closing.is_none() => {
-                            if let Some(code) = s.on_frame(msg).await {
+                            let close = match s.on_frame(&msg) {
+                                Handled::Done => None,
+                                Handled::Close(code) => Some(code),
+                                // Boxed: an op's future (store and broker calls) is kilobytes,
+                                // and inline it would sit in every idle connection's task.
+                                Handled::Run(req) => {
+                                    drop(msg);
+                                    Box::pin(s.dispatch(req)).await;
+                                    None
+                                }
+                            };
+                            if let Some(code) = close {
                                 s.close(code, true);
                                 closing = Some(code.reason());
-                                deadline = Instant::now() + close_wait;
+                                deadline = Instant::now() + s.close_wait();
                             }
                         }
                         Message::Close(_) => {
                             closing.get_or_insert("client_closed");
-                            deadline = Instant::now() + close_wait;
+                            deadline = Instant::now() + s.close_wait();
                         }
                         // Pings (answered by the WebSocket layer) and pongs only prove liveness.
                         _ => {}
@@ -536,6 +580,10 @@ mod tests {
         std::mem::size_of::<R>()
     }
 
+    fn output_size2<F: FnOnce(A, B) -> R, A, B, R>(_: F) -> usize {
+        std::mem::size_of::<R>()
+    }
+
     /// An idle connection holds its reader's and writer's futures and its session for its whole
     /// life, so their sizes are RSS per connection (the idle bar in bench/RESULTS.md). This
     /// catches a change that inlines a large future (an op, a store call) or the strike buckets
@@ -544,14 +592,18 @@ mod tests {
     fn an_idle_connection_holds_small_futures() {
         let direct = output_size(serve::<direct_read::DirectStream>);
         let serve = output_size(serve::<futures_util::stream::SplitStream<WebSocket>>);
+        let read_loop = output_size2(read_loop::<direct_read::DirectStream>);
         let writer =
             output_size5(writer::run::<futures_util::stream::SplitSink<WebSocket, Message>>);
         let session = std::mem::size_of::<Session>();
-        // Measured in a test build: 920, 920 and 440 bytes (944 with a second timer; once 2,696
-        // plus axum's upgrade task, and 1,072), and a session of 328 (464 with the strike
-        // buckets made up front).
-        assert!(serve <= 1_024, "serve future is {serve} bytes");
-        assert!(direct <= 1_024, "direct serve future is {direct} bytes");
+        // Measured in a test build: 728, 728 and 440 bytes, a read loop of 592, and a session of
+        // 328 (464 with the strike buckets made up front). The serve futures were 920 with the
+        // drain and the stop each waited on through a token (72 bytes each), the writer's end
+        // through a `Notify` (64), and the loop's durations kept (48); 944 with a second timer;
+        // once 2,696 plus axum's upgrade task, and 1,072.
+        assert!(serve <= 768, "serve future is {serve} bytes");
+        assert!(direct <= 768, "direct serve future is {direct} bytes");
+        assert!(read_loop <= 640, "read loop future is {read_loop} bytes");
         assert!(writer <= 512, "writer future is {writer} bytes");
         assert!(session <= 384, "session is {session} bytes");
     }
