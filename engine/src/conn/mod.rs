@@ -20,8 +20,12 @@ use evd_protocol::socketio::{self, Parser};
 use evd_protocol::{Codec, Event};
 use parking_lot::Mutex;
 use queue::{Outbound, Payload, Push, QueueStats, SendQueue};
+use smallvec::SmallVec;
 use std::fmt;
 use std::sync::Arc;
+
+/// Rooms a connection keeps without a heap allocation: its own `user:` room and one more.
+const INLINE_ROOMS: usize = 2;
 
 /// A node-local connection id.
 pub type ConnId = u64;
@@ -70,8 +74,9 @@ pub struct Conn {
     /// Encoded events waiting for the writer.
     pub queue: SendQueue,
     /// The connection → rooms index, the other half of the hub's room → connections index.
-    /// Changed only by `Hub` methods, so the two always agree.
-    pub(crate) rooms: Mutex<Vec<RoomKey>>,
+    /// Changed only by `Hub` methods, so the two always agree. Its own `user:` room and one
+    /// more (most connections' whole list) are kept inline.
+    pub(crate) rooms: Mutex<SmallVec<[RoomKey; INLINE_ROOMS]>>,
     /// Set once the writer side is done (its close frame out, or the socket failed), so the
     /// session stops waiting for frames.
     pub(crate) writer_done: Done,
@@ -133,7 +138,7 @@ impl Conn {
             wire,
             codec,
             queue: SendQueue::new(queue_limit),
-            rooms: Mutex::new(Vec::new()),
+            rooms: Mutex::new(SmallVec::new()),
             writer_done: Done::default(),
             direct,
         }
@@ -198,7 +203,7 @@ impl Conn {
 
     /// Rooms this connection is in, its `user:` room included.
     pub fn rooms(&self) -> Vec<RoomKey> {
-        self.rooms.lock().clone()
+        self.rooms.lock().to_vec()
     }
 }
 
