@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 use tokio::sync::Notify;
-use tokio::sync::futures::Notified;
+use tokio::sync::futures::OwnedNotified;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -45,7 +45,7 @@ impl Phase {
 #[derive(Debug, Default)]
 struct PhaseSignal {
     phase: AtomicU8,
-    changed: Notify,
+    changed: Arc<Notify>,
 }
 
 impl PhaseSignal {
@@ -92,9 +92,10 @@ impl Shutdown {
     }
 
     /// Completes at the first phase change after it was made, polled or not. Make it before
-    /// reading [`Shutdown::phase`], and no change falls between the two.
-    pub fn phase_changed(&self) -> Notified<'_> {
-        self.phase.changed.notified()
+    /// reading [`Shutdown::phase`], and no change falls between the two. Owned (it holds the
+    /// `Notify`), so a waiter borrows nothing.
+    pub fn phase_changed(&self) -> OwnedNotified {
+        Arc::clone(&self.phase.changed).notified_owned()
     }
 
     /// True once draining (or stopped).
