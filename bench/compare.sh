@@ -16,6 +16,8 @@
 #                idle CPU (60)
 #   SERVERS      which servers, in order            ("evd evd-sio uws socketio socketioxide")
 #   CODEC        evd codec (json or msgpack); the peers speak Socket.IO JSON (json)
+#   SCENARIOS    which parts run        ("idle broadcast saturation rooms storm big"); the table
+#                keeps the rows of the parts that ran
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -31,6 +33,8 @@ ROOMS_RUNS=${ROOMS_RUNS:-5}
 IDLE_CPU_S=${IDLE_CPU_S:-60}
 SERVERS=${SERVERS:-evd evd-sio uws socketio socketioxide}
 CODEC=${CODEC:-json}
+SCENARIOS=${SCENARIOS:-idle broadcast saturation rooms storm big}
+want() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 RAMP=${RAMP:-4000}
 OUT=target/compare
 mkdir -p "$OUT"
@@ -108,13 +112,15 @@ run() { # server, label, scenario args...
 # Scenario by scenario, each server in turn, so a change in the machine's background load
 # during the run touches them all alike.
 # Idle memory with members in rooms of 100 and in rooms of 10 (more rooms, so more room state).
-for s in $SERVERS; do run "$s" idle idle -c "$CONNS" --room-size 100 --duration 5 --drain 0; done
-for s in $SERVERS; do run "$s" idle-10 idle -c "$CONNS" --room-size 10 --duration 5 --drain 0; done
-# Idle CPU: the connections only send their heartbeat (every 20 s, within the default 25 s).
-if [[ " $SERVERS " == *" evd "* ]]; then
-  run evd idle-cpu idle -c "$CONNS" --room-size 10 --duration "$IDLE_CPU_S" --drain 0
+if want idle; then
+  for s in $SERVERS; do run "$s" idle idle -c "$CONNS" --room-size 100 --duration 5 --drain 0; done
+  for s in $SERVERS; do run "$s" idle-10 idle -c "$CONNS" --room-size 10 --duration 5 --drain 0; done
+  # Idle CPU: the connections only send their heartbeat (every 20 s, within the default 25 s).
+  if [[ " $SERVERS " == *" evd "* ]]; then
+    run evd idle-cpu idle -c "$CONNS" --room-size 10 --duration "$IDLE_CPU_S" --drain 0
+  fi
 fi
-for r in 1 10 50; do
+want broadcast && for r in 1 10 50; do
   for s in $SERVERS; do run "$s" "broadcast-$r" broadcast -c "$CONNS" --rate "$r" --duration "$DURATION"; done
   # The machine's floor for the same broadcast: plain threads doing one write() per connection
   # per message, a bare epoll reader on the other end, no server code at all.
@@ -125,7 +131,9 @@ done
 # Saturation: step the rate up; a server drops out at its first step that misses a delivery
 # ratio of 1.0 or p99 ≤ 1 s. Its figure is the highest step it passed.
 ALIVE=$SERVERS
+want saturation || ALIVE=
 for r in $SAT_RATES; do
+  [ -n "$ALIVE" ] || break
   NEXT=
   for s in $ALIVE; do
     run "$s" "sat-$r" broadcast -c "$CONNS" --rate "$r" --duration 10
@@ -142,17 +150,17 @@ PY
 done
 # Rooms p99 is a couple of milliseconds and moves by about one from run to run, so it runs
 # several times, the servers taking turns; the table takes each server's median-p99 run.
-for i in $(seq "$ROOMS_RUNS"); do
+want rooms && for i in $(seq "$ROOMS_RUNS"); do
   for s in $SERVERS; do
     run "$s" "rooms-$i" rooms -c "$CONNS" --room-size 10 --publishers 100 --rate 10 --duration "$DURATION"
   done
 done
-for s in $SERVERS; do
+want storm && for s in $SERVERS; do
   run "$s" storm reconnect-storm -c "$CONNS" --room-size 10 --publishers 100 --rate 1 --duration 20
 done
 
 # The engine's own bars at the size one process may hold here.
-if [[ " $SERVERS " == *" evd "* ]]; then
+if want big && [[ " $SERVERS " == *" evd "* ]]; then
   run evd idle-big idle -c "$BIG" --room-size 100 --duration 5 --drain 0
   run evd idle-big-10 idle -c "$BIG" --room-size 10 --duration 5 --drain 0
   run evd storm-big reconnect-storm -c "$BIG" --room-size 10 --publishers 100 --rate 1 --duration 30
@@ -161,5 +169,6 @@ fi
 CMD="bench/compare.sh"
 [ "${QUICK:-0}" = 1 ] && CMD="QUICK=1 $CMD"
 [ "$SERVERS" = "evd evd-sio uws socketio socketioxide" ] || CMD="SERVERS=\"$SERVERS\" $CMD"
+[ "$SCENARIOS" = "idle broadcast saturation rooms storm big" ] || CMD="SCENARIOS=\"$SCENARIOS\" $CMD"
 python3 bench/compare_table.py "$OUT" "$CMD" "SERVERS='$SERVERS' CONNS=$CONNS DURATION=$DURATION SAT_RATES='$SAT_RATES' BIG=$BIG ROOMS_RUNS=$ROOMS_RUNS IDLE_CPU_S=$IDLE_CPU_S CODEC=$CODEC RAMP=$RAMP"
 echo "==> wrote bench/RESULTS.md" >&2

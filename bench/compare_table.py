@@ -191,6 +191,8 @@ lines += [
 ]
 for label, scen, f, unit, better in ROWS:
     vals = {s: value(s, scen, f) for s, _ in SERVERS}
+    if all(v is None for v in vals.values()):
+        continue  # a part this run did not measure (compare.sh's SCENARIOS)
     cells = [fmt(vals[s], unit) for s, _ in SERVERS]
     cells += [cmp(vals.get(a), vals.get(b), better) for _, (a, b, cmp) in COMPARE]
     lines.append(f"| {label} | " + " | ".join(cells) + " |")
