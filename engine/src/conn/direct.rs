@@ -14,7 +14,6 @@
 //!
 //! Connections behind TLS, and the Socket.IO polling links, use the [`super::writer`] task.
 
-use super::done::Done;
 use super::queue::{Outbound, QueueStats, SendQueue};
 use super::writer::{WriterConfig, frames};
 use crate::metrics::Metrics;
@@ -147,7 +146,7 @@ impl Direct {
     /// blocked (the pump will). `done` is notified once the close frame is out or the socket
     /// failed. True when this call found the socket full: the caller starts [`Direct::pump`].
     #[must_use = "a socket that became blocked needs a pump"]
-    pub fn flush(&self, queue: &SendQueue, codec: Codec, done: &Done, tally: &mut Tally) -> bool {
+    pub fn flush(&self, queue: &SendQueue, codec: Codec, done: &Notify, tally: &mut Tally) -> bool {
         self.flush_with(queue, codec, done, false, tally)
     }
 
@@ -158,7 +157,7 @@ impl Direct {
         &self,
         queue: &SendQueue,
         codec: Codec,
-        done: &Done,
+        done: &Notify,
         wait: bool,
         tally: &mut Tally,
     ) -> bool {
@@ -185,7 +184,7 @@ impl Direct {
                 }
                 Pass::Blocked => return !self.blocked.swap(true, Ordering::AcqRel),
                 Pass::Done => {
-                    done.set();
+                    done.notify_one();
                     return false;
                 }
             }
@@ -197,20 +196,20 @@ impl Direct {
     /// task of its own that exists only while the client is behind.
     ///
     /// [abandoned]: Direct::abandon
-    pub async fn pump(&self, queue: &SendQueue, codec: Codec, done: &Done) {
+    pub async fn pump(&self, queue: &SendQueue, codec: Codec, done: &Notify) {
         loop {
             tokio::select! {
                 writable = self.stream.writable() => {
                     if writable.is_err() {
                         self.fail();
-                        done.set();
+                        done.notify_one();
                         return;
                     }
                 }
                 () = self.wake.notified() => {}
             }
             if self.state.lock().failed {
-                done.set();
+                done.notify_one();
                 return;
             }
             self.blocked.store(false, Ordering::Release);
@@ -527,7 +526,7 @@ mod tests {
         let (direct, mut client) = pair().await;
         let stats = QueueStats::default();
         let queue = SendQueue::new(64 << 20);
-        let done = Done::default();
+        let done = Notify::new();
         let n = 2_000;
         let mut pumps = 0;
         for i in 0..n {
@@ -578,7 +577,7 @@ mod tests {
         let (direct, mut client) = pair().await;
         let stats = QueueStats::default();
         let queue = SendQueue::new(1 << 20);
-        let done = Done::default();
+        let done = Notify::new();
         queue.push(text(0), &stats);
         assert!(!direct.flush(&queue, Codec::Json, &done, &mut Tally::default()));
         // A pong, then the echo of a client's close, as the WebSocket layer writes them.

@@ -8,24 +8,19 @@
 
 pub mod direct;
 pub mod direct_read;
-pub mod done;
 pub mod queue;
 pub mod writer;
 
 use crate::room_key::RoomKey;
 use axum::extract::ws::Utf8Bytes;
 use direct::{Direct, Tally};
-use done::Done;
 use evd_protocol::socketio::{self, Parser};
 use evd_protocol::{Codec, Event};
 use parking_lot::Mutex;
 use queue::{Outbound, Payload, Push, QueueStats, SendQueue};
-use smallvec::SmallVec;
 use std::fmt;
 use std::sync::Arc;
-
-/// Rooms a connection keeps without a heap allocation: its own `user:` room and one more.
-const INLINE_ROOMS: usize = 2;
+use tokio::sync::Notify;
 
 /// A node-local connection id.
 pub type ConnId = u64;
@@ -84,12 +79,11 @@ pub struct Conn {
     /// This connection, for the write task a full direct socket starts.
     me: std::sync::Weak<Conn>,
     /// The connection → rooms index, the other half of the hub's room → connections index.
-    /// Changed only by `Hub` methods, so the two always agree. Its own `user:` room and one
-    /// more (most connections' whole list) are kept inline.
-    pub(crate) rooms: Mutex<SmallVec<[RoomKey; INLINE_ROOMS]>>,
-    /// Set once the writer side is done (its close frame out, or the socket failed), so the
-    /// session stops waiting for frames.
-    pub(crate) writer_done: Done,
+    /// Changed only by `Hub` methods, so the two always agree.
+    pub(crate) rooms: Mutex<Vec<RoomKey>>,
+    /// Notified once when the writer side is done (its close frame out, or the socket
+    /// failed), so the session stops waiting for frames.
+    pub(crate) writer_done: Notify,
 }
 
 impl Conn {
@@ -145,8 +139,8 @@ impl Conn {
             wire,
             codec,
             queue: SendQueue::new(queue_limit),
-            rooms: Mutex::new(SmallVec::new()),
-            writer_done: Done::default(),
+            rooms: Mutex::new(Vec::new()),
+            writer_done: Notify::new(),
             direct,
         }
     }
@@ -222,7 +216,7 @@ impl Conn {
 
     /// Rooms this connection is in, its `user:` room included.
     pub fn rooms(&self) -> Vec<RoomKey> {
-        self.rooms.lock().to_vec()
+        self.rooms.lock().clone()
     }
 }
 

@@ -6,13 +6,12 @@ use crate::room_key::RoomKey;
 use async_trait::async_trait;
 use evd_protocol::event::{PresenceMember, PresenceSnapshot};
 use parking_lot::Mutex;
-use smallvec::SmallVec;
 use std::collections::HashMap;
 
 const SHARDS: usize = 64;
 
-/// A room's users and each user's connections there: nearly always one, kept inline.
-type Users = HashMap<Box<str>, SmallVec<[ConnId; 1]>>;
+/// A room's users and each user's connections there.
+type Users = HashMap<String, Vec<ConnId>>;
 
 /// Rooms → users → that user's connections.
 pub struct MemoryPresence {
@@ -46,7 +45,7 @@ impl Presence for MemoryPresence {
         let conns = shard
             .entry(room.clone())
             .or_default()
-            .entry(user.into())
+            .entry(user.to_owned())
             .or_default();
         let first = conns.is_empty();
         if !conns.contains(&conn) {
@@ -91,9 +90,7 @@ impl Presence for MemoryPresence {
         let mut members: Vec<PresenceMember> = users
             .keys()
             .take(limit)
-            .map(|u| PresenceMember {
-                user: u.to_string(),
-            })
+            .map(|u| PresenceMember { user: u.clone() })
             .collect();
         members.sort();
         Ok(PresenceSnapshot {
