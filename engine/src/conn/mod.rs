@@ -165,9 +165,7 @@ impl Conn {
     pub fn flush(&self) {
         if let Some(d) = &self.direct {
             let mut tally = Tally::default();
-            if d.flush(&self.queue, self.codec, &self.writer_done, &mut tally) {
-                self.start_pump(d);
-            }
+            self.flush_counted(&mut tally);
             tally.record(d.metrics());
         }
     }
