@@ -11,10 +11,11 @@
 #   idle       CONNS idle connections in rooms of each of ROOM_SIZES: RSS per connection
 #   rooms      CONNS in rooms of 10, 100 publishers at 10/s
 # Environment: CONNS (10000), RATES ("1 10"), ROOM_SIZES ("10 100"), DURATION (15),
-# RUNS (3 per side and step), RAMP (4000). The raw reports are in target/ab/.
+# RUNS (3 per side and step), RAMP (4000), BENCH_PORTS (a range such as 9700-9799 to take the
+# server's port from; any free port when unset). The raw reports are in target/ab/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ $# -ge 2 ] || { sed -n 2,15p "$0" >&2; exit 2; }
+[ $# -ge 2 ] || { sed -n 2,16p "$0" >&2; exit 2; }
 A=$1 B=$2 SCENARIO=${3:-broadcast}
 CONNS=${CONNS:-10000} RATES=${RATES:-1 10} ROOM_SIZES=${ROOM_SIZES:-10 100}
 DURATION=${DURATION:-15} RUNS=${RUNS:-3} RAMP=${RAMP:-4000}

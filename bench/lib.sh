@@ -9,4 +9,25 @@ stop_server() {
 }
 trap 'stop_server; rm -rf "$TMP"' EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# A free local port: the first free one in BENCH_PORTS (a range such as 9700-9799) when it is set,
+# for a machine where only some ports are ours; otherwise any the kernel picks.
+free_port() {
+  python3 - "${BENCH_PORTS:-}" <<'PY'
+import socket, sys
+spec = sys.argv[1]
+ports = [0]
+if spec:
+    lo, _, hi = spec.partition("-")
+    ports = range(int(lo), int(hi or lo) + 1)
+for port in ports:
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    print(s.getsockname()[1])
+    break
+else:
+    sys.exit(f"no free port in {spec}")
+PY
+}

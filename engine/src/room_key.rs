@@ -37,6 +37,12 @@ impl RoomKey {
         &self.0.room
     }
 
+    /// Whether `other` is this very key (one allocation), not only an equal one.
+    #[cfg(test)]
+    pub fn is_same(&self, other: &RoomKey) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
     /// A stable hash, used to pick hub and broker shards.
     pub fn shard_hash(&self) -> u64 {
         let mut h = std::collections::hash_map::DefaultHasher::new();

@@ -14,6 +14,7 @@
 //!
 //! Connections behind TLS, and the Socket.IO polling links, use the [`super::writer`] task.
 
+use super::done::Done;
 use super::queue::{Outbound, QueueStats, SendQueue};
 use super::writer::{WriterConfig, frames};
 use crate::metrics::Metrics;
@@ -146,7 +147,7 @@ impl Direct {
     /// blocked (the pump will). `done` is notified once the close frame is out or the socket
     /// failed. True when this call found the socket full: the caller starts [`Direct::pump`].
     #[must_use = "a socket that became blocked needs a pump"]
-    pub fn flush(&self, queue: &SendQueue, codec: Codec, done: &Notify, tally: &mut Tally) -> bool {
+    pub fn flush(&self, queue: &SendQueue, codec: Codec, done: &Done, tally: &mut Tally) -> bool {
         self.flush_with(queue, codec, done, false, tally)
     }
 
@@ -157,7 +158,7 @@ impl Direct {
         &self,
         queue: &SendQueue,
         codec: Codec,
-        done: &Notify,
+        done: &Done,
         wait: bool,
         tally: &mut Tally,
     ) -> bool {
@@ -184,7 +185,7 @@ impl Direct {
                 }
                 Pass::Blocked => return !self.blocked.swap(true, Ordering::AcqRel),
                 Pass::Done => {
-                    done.notify_one();
+                    done.set();
                     return false;
                 }
             }
@@ -196,20 +197,20 @@ impl Direct {
     /// task of its own that exists only while the client is behind.
     ///
     /// [abandoned]: Direct::abandon
-    pub async fn pump(&self, queue: &SendQueue, codec: Codec, done: &Notify) {
+    pub async fn pump(&self, queue: &SendQueue, codec: Codec, done: &Done) {
         loop {
             tokio::select! {
                 writable = self.stream.writable() => {
                     if writable.is_err() {
                         self.fail();
-                        done.notify_one();
+                        done.set();
                         return;
                     }
                 }
                 () = self.wake.notified() => {}
             }
             if self.state.lock().failed {
-                done.notify_one();
+                done.set();
                 return;
             }
             self.blocked.store(false, Ordering::Release);
@@ -526,7 +527,7 @@ mod tests {
         let (direct, mut client) = pair().await;
         let stats = QueueStats::default();
         let queue = SendQueue::new(64 << 20);
-        let done = Notify::new();
+        let done = Done::default();
         let n = 2_000;
         let mut pumps = 0;
         for i in 0..n {
@@ -577,7 +578,7 @@ mod tests {
         let (direct, mut client) = pair().await;
         let stats = QueueStats::default();
         let queue = SendQueue::new(1 << 20);
-        let done = Notify::new();
+        let done = Done::default();
         queue.push(text(0), &stats);
         assert!(!direct.flush(&queue, Codec::Json, &done, &mut Tally::default()));
         // A pong, then the echo of a client's close, as the WebSocket layer writes them.

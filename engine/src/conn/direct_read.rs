@@ -35,7 +35,9 @@ thread_local! {
     static SCRATCH: RefCell<Box<[u8; READ_CHUNK]>> = RefCell::new(Box::new([0; READ_CHUNK]));
 }
 
-/// The messages a direct connection receives, as the session reads them.
+/// The messages a direct connection receives, as the session reads them. Boxed: moved through
+/// two futures' arguments (the connection's task and its read loop), it would take its room in
+/// each.
 pub type DirectStream = Pin<Box<DirectReader>>;
 
 /// Reads messages from `conn`'s direct socket, starting with `read_buf` (bytes read past the
@@ -174,8 +176,8 @@ struct FrameState {
     max_message: usize,
     /// The start of a frame that has not fully arrived.
     partial: Vec<u8>,
-    /// A fragmented message being assembled.
-    message: Option<Fragmented>,
+    /// A fragmented message being assembled; boxed, as it is `None` between messages.
+    message: Option<Box<Fragmented>>,
     /// The client's close arrived (and was echoed), or a rule was broken: nothing more is read.
     closed: bool,
 }
@@ -335,7 +337,8 @@ impl FrameState {
     ) -> Result<(), ts::Error> {
         let mut m = match (d, self.message.take()) {
             (Data::Continue, None) => return Err(ProtocolError::UnexpectedContinueFrame.into()),
-            (Data::Continue, Some(mut m)) => {
+            (Data::Continue, Some(m)) => {
+                let mut m = *m;
                 if m.bytes.len() + payload.len() > self.max_message {
                     return Err(ts::Error::Capacity(CapacityError::MessageTooLong {
                         size: m.bytes.len() + payload.len(),
@@ -363,7 +366,7 @@ impl FrameState {
                     Err(_) => return Err(ts::Error::Utf8("text message".into())),
                 }
             }
-            self.message = Some(m);
+            self.message = Some(Box::new(m));
             return Ok(());
         }
         let (text, bytes) = (m.text, m.bytes);

@@ -8,19 +8,24 @@
 
 pub mod direct;
 pub mod direct_read;
+pub mod done;
 pub mod queue;
 pub mod writer;
 
 use crate::room_key::RoomKey;
 use axum::extract::ws::Utf8Bytes;
 use direct::{Direct, Tally};
+use done::Done;
 use evd_protocol::socketio::{self, Parser};
 use evd_protocol::{Codec, Event};
 use parking_lot::Mutex;
 use queue::{Outbound, Payload, Push, QueueStats, SendQueue};
+use smallvec::SmallVec;
 use std::fmt;
 use std::sync::Arc;
-use tokio::sync::Notify;
+
+/// Rooms a connection keeps without a heap allocation: its own `user:` room and one more.
+const INLINE_ROOMS: usize = 2;
 
 /// A node-local connection id.
 pub type ConnId = u64;
@@ -79,11 +84,12 @@ pub struct Conn {
     /// This connection, for the write task a full direct socket starts.
     me: std::sync::Weak<Conn>,
     /// The connection → rooms index, the other half of the hub's room → connections index.
-    /// Changed only by `Hub` methods, so the two always agree.
-    pub(crate) rooms: Mutex<Vec<RoomKey>>,
-    /// Notified once when the writer side is done (its close frame out, or the socket
-    /// failed), so the session stops waiting for frames.
-    pub(crate) writer_done: Notify,
+    /// Changed only by `Hub` methods, so the two always agree. Its own `user:` room and one
+    /// more (most connections' whole list) are kept inline.
+    pub(crate) rooms: Mutex<SmallVec<[RoomKey; INLINE_ROOMS]>>,
+    /// Set once the writer side is done (its close frame out, or the socket failed), so the
+    /// session stops waiting for frames.
+    pub(crate) writer_done: Done,
 }
 
 impl Conn {
@@ -139,8 +145,8 @@ impl Conn {
             wire,
             codec,
             queue: SendQueue::new(queue_limit),
-            rooms: Mutex::new(Vec::new()),
-            writer_done: Notify::new(),
+            rooms: Mutex::new(SmallVec::new()),
+            writer_done: Done::default(),
             direct,
         }
     }
@@ -214,7 +220,7 @@ impl Conn {
 
     /// Rooms this connection is in, its `user:` room included.
     pub fn rooms(&self) -> Vec<RoomKey> {
-        self.rooms.lock().clone()
+        self.rooms.lock().to_vec()
     }
 }
 

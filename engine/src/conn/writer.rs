@@ -59,7 +59,7 @@ where
     S::Error: Display,
 {
     let end = write_loop(&mut sink, &conn, &cfg, &stats, &metrics).await;
-    conn.writer_done.notify_one();
+    conn.writer_done.set();
     end
 }
 

@@ -16,9 +16,11 @@
 //! [`Hub::activate`] right after the reply, minus those the reply's history already holds. So a
 //! joiner sees every message after its `offset` exactly once, in order.
 
+mod members;
 mod stats;
 mod tick;
 
+use members::Members;
 pub use stats::LocalRooms;
 use tick::Changes;
 pub use tick::TickWork;
@@ -26,12 +28,13 @@ pub use tick::TickWork;
 use crate::broker::BrokerHandler;
 use crate::conn::direct::Tally;
 use crate::conn::queue::{Outbound, Push, QueueStats};
-use crate::conn::{Conn, ConnId, EncodeOnce};
+use crate::conn::{Conn, EncodeOnce};
 use crate::metrics::Metrics;
 use crate::room_key::RoomKey;
 use evd_protocol::bus::{Body, Envelope};
 use evd_protocol::{CloseCode, Event};
 use parking_lot::Mutex;
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -76,19 +79,15 @@ struct Shard {
 
 #[derive(Default)]
 struct Room {
-    members: HashMap<ConnId, Member>,
+    /// Its local members; one inline, as in every connection's own `user:` room.
+    members: Members,
     /// Presence, poll and question changes, made on first use. Boxed because every connection
     /// has a room of its own (the user's, for offers) that never has any, and each room sits
-    /// inline in its shard's table: this keeps that entry at 64 bytes instead of about 350.
+    /// inline in its shard's table: this keeps that entry at 56 bytes instead of about 350.
     changes: Option<Box<Changes>>,
     /// Events queued to members since the admin snapshot last looked ([`Hub::take_room_stats`]).
     /// A relaxed atomic: one add per fanout, whatever lock the fanout holds.
     traffic: AtomicU64,
-    /// For a room wider than one flush chunk: its members on direct sockets, shared by a
-    /// broadcast's chunks, so a broadcast takes one reference, not one per member (two atomic
-    /// operations on each member's connection). Dropped on every membership change and made
-    /// again by the next broadcast.
-    wide: Option<Arc<Vec<Arc<Conn>>>>,
 }
 
 impl Room {
@@ -185,23 +184,23 @@ impl Hub {
     /// Adds `conn` to `room` in the joining state.
     pub fn join(&self, room: &RoomKey, conn: &Arc<Conn>) -> Joined {
         let mut shard = self.shard(room).lock();
-        let first_local = !shard.rooms.contains_key(room);
-        let r = shard.rooms.entry(room.clone()).or_default();
-        let rejoin = match r.members.get_mut(&conn.id) {
+        // The connection keeps the room's own key, not the caller's copy: a room of 100 then
+        // holds one key, not 100.
+        let (key, r, first_local) = match shard.rooms.entry(room.clone()) {
+            Entry::Occupied(e) => (e.key().clone(), e.into_mut(), false),
+            Entry::Vacant(e) => (room.clone(), e.insert(Room::default()), true),
+        };
+        let rejoin = match r.members.get_mut(conn.id) {
             Some(m) => {
                 m.joining = Some(Box::default());
                 true
             }
             None => {
-                r.wide = None;
-                r.members.insert(
-                    conn.id,
-                    Member {
-                        conn: Arc::clone(conn),
-                        joining: Some(Box::default()),
-                        floor: 0,
-                    },
-                );
+                r.members.insert(Member {
+                    conn: Arc::clone(conn),
+                    joining: Some(Box::default()),
+                    floor: 0,
+                });
                 false
             }
         };
@@ -210,7 +209,7 @@ impl Hub {
             self.metrics.rooms.increment(1.0);
         }
         if !rejoin {
-            conn.rooms.lock().push(room.clone());
+            conn.rooms.lock().push(key);
             self.metrics.joins.increment(1);
         }
         Joined {
@@ -232,7 +231,7 @@ impl Hub {
         let held = shard
             .rooms
             .get_mut(room)
-            .and_then(|r| r.members.get_mut(&conn.id))
+            .and_then(|r| r.members.get_mut(conn.id))
             .and_then(|m| {
                 m.floor = after_offset;
                 m.joining.take()
@@ -252,8 +251,7 @@ impl Hub {
     pub fn leave(&self, room: &RoomKey, conn: &Conn) -> Option<Left> {
         let mut shard = self.shard(room).lock();
         let r = shard.rooms.get_mut(room)?;
-        r.members.remove(&conn.id)?;
-        r.wide = None;
+        r.members.remove(conn.id)?;
         let last_local = r.members.is_empty();
         if last_local {
             shard.rooms.remove(room);
@@ -288,7 +286,7 @@ impl Hub {
         };
         // Members on direct sockets are written after the lock is let go: the queues hold the
         // order, and joins to the shard's rooms need not wait for the writes. A wide room lists
-        // them once for every broadcast until its membership changes.
+        // them once for every broadcast until its membership changes (`direct_list`).
         let wide = r.members.len() > FLUSH_CHUNK;
         let mut to_flush: Vec<Arc<Conn>> = Vec::new();
         for member in r.members.values_mut() {
@@ -316,17 +314,7 @@ impl Hub {
         }
         r.traffic.fetch_add(delivered, Ordering::Relaxed);
         let to_flush = if wide && delivered > 0 {
-            let members = &r.members;
-            let list = r.wide.get_or_insert_with(|| {
-                Arc::new(
-                    members
-                        .values()
-                        .filter(|m| m.conn.direct.is_some())
-                        .map(|m| Arc::clone(&m.conn))
-                        .collect(),
-                )
-            });
-            Arc::clone(list)
+            r.members.direct_list()
         } else {
             Arc::new(to_flush)
         };

@@ -6,12 +6,13 @@ use crate::room_key::RoomKey;
 use async_trait::async_trait;
 use evd_protocol::event::{PresenceMember, PresenceSnapshot};
 use parking_lot::Mutex;
+use smallvec::SmallVec;
 use std::collections::HashMap;
 
 const SHARDS: usize = 64;
 
-/// A room's users and each user's connections there.
-type Users = HashMap<String, Vec<ConnId>>;
+/// A room's users and each user's connections there: nearly always one, kept inline.
+type Users = HashMap<Box<str>, SmallVec<[ConnId; 1]>>;
 
 /// Rooms → users → that user's connections.
 pub struct MemoryPresence {
@@ -45,7 +46,7 @@ impl Presence for MemoryPresence {
         let conns = shard
             .entry(room.clone())
             .or_default()
-            .entry(user.to_owned())
+            .entry(user.into())
             .or_default();
         let first = conns.is_empty();
         if !conns.contains(&conn) {
@@ -90,7 +91,9 @@ impl Presence for MemoryPresence {
         let mut members: Vec<PresenceMember> = users
             .keys()
             .take(limit)
-            .map(|u| PresenceMember { user: u.clone() })
+            .map(|u| PresenceMember {
+                user: u.to_string(),
+            })
             .collect();
         members.sort();
         Ok(PresenceSnapshot {

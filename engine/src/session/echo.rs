@@ -53,7 +53,7 @@ pub async fn run_direct(node: Arc<Node>, socket: TcpStream, read_buf: Bytes, per
     echo(&node, &conn, stream).await;
     // Let the close frame out before the socket is dropped, within the close timeout.
     let close_wait = std::time::Duration::from_millis(node.settings.drain.close_timeout_ms);
-    let _ = tokio::time::timeout(close_wait, conn.writer_done.notified()).await;
+    let _ = tokio::time::timeout(close_wait, conn.writer_done.wait()).await;
     conn.abandon();
     drop(permit);
 }
@@ -74,7 +74,7 @@ where
             Some(Err(e)) => {
                 if let Some(code) = close_code_for(&e) {
                     conn.close(code, false, &stats);
-                    let _ = tokio::time::timeout(close_wait, conn.writer_done.notified()).await;
+                    let _ = tokio::time::timeout(close_wait, conn.writer_done.wait()).await;
                 }
                 break;
             }

@@ -34,6 +34,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 use token::TokenClock;
+use tokio::time::Instant;
 
 /// The flood-strike bucket refills at this fraction of the op rate: a client that keeps
 /// sending at five times what it may is closed (4029) once its strikes run out; one that
@@ -132,6 +133,26 @@ pub struct Session {
     /// Replies that wait for a commit (a `send_message` ACK waits for its archive), oldest
     /// first. While any waits, later replies queue behind it, so replies keep the ops' order.
     pending: VecDeque<PendingReply>,
+    /// The read loop's state between wake-ups; set by it.
+    read: ReadState,
+}
+
+/// The read loop's deadlines and close reason ([`reader`]). Kept in the session rather than in
+/// the loop's future: tokio allocates a task in 128-byte steps (it aligns tasks to cache lines),
+/// so bytes moved out of the connection's future can save a whole step, where the session grows
+/// by just them.
+#[derive(Debug, Clone, Copy)]
+struct ReadState {
+    /// The read deadline: silence for this long is a timeout, or, once closing, the wait for
+    /// the client's close reply ends.
+    deadline: Instant,
+    /// When this connection is closed for the drain (its point in the grace period).
+    drain_at: Option<Instant>,
+    /// Socket.IO: when the server pings next.
+    ping_at: Option<Instant>,
+    /// Set once the connection is closing, to why (the metrics label); the deadline then bounds
+    /// the wait for the close reply.
+    closing: Option<&'static str>,
 }
 
 /// Most replies one connection may have waiting; the next op waits for the oldest.
@@ -158,6 +179,13 @@ impl Session {
             token,
             limits,
             pending: VecDeque::new(),
+            // The read loop sets it when it starts.
+            read: ReadState {
+                deadline: Instant::now(),
+                drain_at: None,
+                ping_at: None,
+                closing: None,
+            },
         }
     }
 
@@ -276,6 +304,8 @@ async fn run_op(node: &Node, who: Caller<'_>, op: Op) -> ops::OpResult {
 
 /// Completes once the oldest waiting reply is ready and queued to the client (never, when none
 /// waits). Takes the session's fields apart so the read loop can wait on it beside the socket.
+/// It queues the reply itself: a future that handed the reply out would hold room for one (an
+/// `Event`) in every idle connection's task.
 fn oldest_ready<'a>(
     pending: &'a mut VecDeque<PendingReply>,
     node: &'a Node,
