@@ -3,6 +3,7 @@
 //! one add for this and takes no lock of its own).
 
 use super::Hub;
+use crate::room_key::RoomKey;
 use crate::stats::{OrgStat, RoomStat};
 use evd_protocol::RoomKind;
 use std::collections::HashMap;
@@ -31,47 +32,51 @@ impl Hub {
     /// walk over its rooms; meant for a snapshot every few seconds, not for a request path.
     pub fn take_room_stats(&self, max_rooms: usize, max_orgs: usize) -> LocalRooms {
         let mut out = LocalRooms::default();
+        // An org's name is copied once per org, not once per room looked at.
         let mut orgs: HashMap<Box<str>, OrgStat> = HashMap::new();
-        let mut rooms: Vec<RoomStat> = Vec::new();
+        // Keys (a reference count each), not names: only the rooms kept are written out.
+        let mut rooms: Vec<(RoomKey, u64, u64)> = Vec::new();
         for shard in self.shards.iter() {
             let shard = shard.lock();
             for (key, room) in &shard.rooms {
                 let members = room.members.len() as u64;
                 let deliveries = room.traffic.swap(0, Ordering::Relaxed);
                 out.deliveries += deliveries;
-                let org = orgs.entry(key.org().into()).or_insert_with(|| OrgStat {
-                    org: key.org().to_owned(),
-                    connections: 0,
-                    rooms: 0,
-                });
+                if !orgs.contains_key(key.org()) {
+                    let org = OrgStat {
+                        org: key.org().to_owned(),
+                        connections: 0,
+                        rooms: 0,
+                    };
+                    orgs.insert(key.org().into(), org);
+                }
+                let Some(org) = orgs.get_mut(key.org()) else {
+                    continue;
+                };
                 if key.room().kind() == RoomKind::User {
                     org.connections += members;
                     continue;
                 }
                 org.rooms += 1;
                 out.rooms += 1;
-                rooms.push(RoomStat {
-                    org: key.org().to_owned(),
-                    room: key.room().to_string(),
-                    members,
-                    deliveries,
-                });
+                rooms.push((key.clone(), members, deliveries));
             }
         }
         out.rooms_truncated = rooms.len() > max_rooms;
-        if out.rooms_truncated {
-            let by_members = largest(rooms.clone(), max_rooms, |r| r.members);
-            let mut by_traffic = largest(rooms, max_rooms, |r| r.deliveries);
-            by_traffic.retain(|r| {
-                !by_members
-                    .iter()
-                    .any(|m| m.org == r.org && m.room == r.room)
-            });
-            out.top = by_members;
-            out.top.extend(by_traffic);
+        let stat = |(key, members, deliveries): (RoomKey, u64, u64)| RoomStat {
+            org: key.org().to_owned(),
+            room: key.room().to_string(),
+            members,
+            deliveries,
+        };
+        out.top = if out.rooms_truncated {
+            let by_members = largest(rooms.clone(), max_rooms, |r| r.1);
+            let mut by_traffic = largest(rooms, max_rooms, |r| r.2);
+            by_traffic.retain(|r| !by_members.iter().any(|m| m.0 == r.0));
+            by_members.into_iter().chain(by_traffic).map(stat).collect()
         } else {
-            out.top = rooms;
-        }
+            rooms.into_iter().map(stat).collect()
+        };
         let orgs: Vec<OrgStat> = orgs.into_values().collect();
         out.orgs_truncated = orgs.len() > max_orgs;
         out.orgs = largest(orgs, max_orgs, |o| o.connections);
