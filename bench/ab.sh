@@ -9,6 +9,8 @@
 # built there, sharing one target directory) or paths to evd binaries. SCENARIO:
 #   broadcast  one room of CONNS, one publisher at each of RATES             (default)
 #   idle       CONNS idle connections in rooms of each of ROOM_SIZES: RSS per connection
+#   idle-cpu   CONNS idle connections in rooms of 10 held IDLE_CPU_S seconds at the default
+#              heartbeat (each client pings every 20 s): the server's CPU, % of a core
 #   rooms      CONNS in rooms of 10, 100 publishers at 10/s
 # Environment: CONNS (10000), RATES ("1 10"), ROOM_SIZES ("10 100"), DURATION (15),
 # RUNS (3 per side and step), RAMP (4000), BENCH_PORTS (a range such as 9700-9799 to take the
@@ -18,12 +20,12 @@ cd "$(dirname "$0")/.."
 [ $# -ge 2 ] || { sed -n 2,16p "$0" >&2; exit 2; }
 A=$1 B=$2 SCENARIO=${3:-broadcast}
 CONNS=${CONNS:-10000} RATES=${RATES:-1 10} ROOM_SIZES=${ROOM_SIZES:-10 100}
-DURATION=${DURATION:-15} RUNS=${RUNS:-3} RAMP=${RAMP:-4000}
+DURATION=${DURATION:-15} RUNS=${RUNS:-3} RAMP=${RAMP:-4000} IDLE_CPU_S=${IDLE_CPU_S:-60}
 OUT=target/ab
 mkdir -p "$OUT"
 rm -f "$OUT"/*.json
 ulimit -n "$(ulimit -Hn)"
-case "$SCENARIO" in broadcast|idle|rooms) ;; *) echo "unknown scenario $SCENARIO" >&2; exit 2 ;; esac
+case "$SCENARIO" in broadcast|idle|idle-cpu|rooms) ;; *) echo "unknown scenario $SCENARIO" >&2; exit 2 ;; esac
 
 . bench/lib.sh
 
@@ -59,6 +61,7 @@ run() { # side, binary, step, run-number
   case "$SCENARIO" in
     broadcast) args=(broadcast -c "$CONNS" --rate "$3" --duration "$DURATION") ;;
     idle) args=(idle -c "$CONNS" --room-size "$3" --duration 5 --drain 0) ;;
+    idle-cpu) args=(idle -c "$CONNS" --room-size 10 --duration "$IDLE_CPU_S" --drain 0) ;;
     rooms) args=(rooms -c "$CONNS" --room-size 10 --publishers 100 --rate 10 --duration "$DURATION") ;;
   esac
   echo "==> $1 ${args[*]}, run $4 of $RUNS" >&2
@@ -70,6 +73,7 @@ run() { # side, binary, step, run-number
 case "$SCENARIO" in
   broadcast) STEPS=$RATES ;;
   idle) STEPS=$ROOM_SIZES ;;
+  idle-cpu) STEPS=10 ;;
   rooms) STEPS=10 ;;
 esac
 # Interleaved: a, b, a, b … for each step, so drift in the machine's load touches both alike.
@@ -97,8 +101,10 @@ figures = {
               ("server CPU per delivery", ("server", "cpu_per_delivery_us"), "µs")],
     "idle": [("RSS per connection", ("server", "rss_per_connection_kib"), "KiB"),
              ("connections held", ("connections",), "")],
+    "idle-cpu": [("server CPU", ("server", "cpu_percent"), "% of a core"),
+                 ("connections held", ("connections",), "")],
 }[scenario]
-label = {"broadcast": "rate /s", "idle": "room size", "rooms": "rate /s"}[scenario]
+label = {"broadcast": "rate /s", "idle": "room size", "idle-cpu": "room size", "rooms": "rate /s"}[scenario]
 print(f"| {label} | figure | A median (spread) | B median (spread) | B ÷ A |")
 print("|---|---|---|---|---|")
 def fmt(v):

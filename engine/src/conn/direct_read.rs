@@ -502,4 +502,67 @@ mod tests {
             matches!(&msgs[0], Message::Close(Some(f)) if f.code == 1000 && f.reason.as_str() == "bye")
         );
     }
+
+    /// A connection on a real loopback socket, read through [`messages`], and the client's end.
+    async fn socket_pair() -> (DirectStream, tokio::net::TcpStream) {
+        use crate::conn::direct::Direct;
+        use crate::conn::writer::{Packing, WriterConfig};
+        use crate::metrics::Metrics;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let cfg = WriterConfig {
+            take_bytes: 1 << 16,
+            frame_batch_bytes: 1 << 14,
+            packing: Packing::Batch,
+            close_timeout: std::time::Duration::from_secs(1),
+        };
+        let stats = Arc::new(super::super::queue::QueueStats::default());
+        let direct = Direct::new(server, cfg, stats, Arc::new(Metrics::new()));
+        let conn = Conn::with_direct(
+            1,
+            "u1".into(),
+            super::super::Wire::Evd,
+            evd_protocol::Codec::Json,
+            1 << 20,
+            Some(direct),
+        );
+        (messages(conn, &[], 1 << 16), client)
+    }
+
+    #[tokio::test]
+    async fn bytes_after_a_short_read_and_the_end_of_stream_are_still_read() {
+        use futures_util::StreamExt;
+        use tokio::io::AsyncWriteExt;
+        let (mut stream, mut client) = socket_pair().await;
+        async fn next(s: &mut DirectStream) -> Option<Result<Message, axum::Error>> {
+            tokio::time::timeout(std::time::Duration::from_secs(5), s.next())
+                .await
+                .expect("the reader saw bytes that arrived after its last short read")
+        }
+        // One frame in three writes with pauses: each read is short and clears the readiness,
+        // and each later write must wake the reader again.
+        let f = frame(0x81, b"{\"op\":\"ping\"}");
+        for part in [&f[..1], &f[1..5], &f[5..]] {
+            client.write_all(part).await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        match next(&mut stream).await {
+            Some(Ok(Message::Text(t))) => assert_eq!(t.as_str(), "{\"op\":\"ping\"}"),
+            other => panic!("expected the text frame, got {other:?}"),
+        }
+        // A frame and the end of the stream at once: the frame, then the end.
+        client.write_all(&frame(0x81, b"last")).await.unwrap();
+        client.shutdown().await.unwrap();
+        match next(&mut stream).await {
+            Some(Ok(Message::Text(t))) => assert_eq!(t.as_str(), "last"),
+            other => panic!("expected the last frame, got {other:?}"),
+        }
+        assert!(
+            next(&mut stream).await.is_none(),
+            "the end of the stream ends it"
+        );
+    }
 }
