@@ -491,10 +491,7 @@ mod tests {
 
     /// A connected pair: the server side as a `Direct`, the client side as a WebSocket reader.
     async fn pair() -> (Arc<Direct>, tokio_tungstenite::WebSocketStream<TcpStream>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let client = TcpStream::connect(addr).await.unwrap();
-        let (server, _) = listener.accept().await.unwrap();
+        let (server, client) = crate::conn::testing::loopback().await;
         let cfg = WriterConfig {
             take_bytes: 1 << 16,
             frame_batch_bytes: 1 << 14,

@@ -505,30 +505,8 @@ mod tests {
 
     /// A connection on a real loopback socket, read through [`messages`], and the client's end.
     async fn socket_pair() -> (DirectStream, tokio::net::TcpStream) {
-        use crate::conn::direct::Direct;
-        use crate::conn::writer::{Packing, WriterConfig};
-        use crate::metrics::Metrics;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (server, _) = listener.accept().await.unwrap();
-        let cfg = WriterConfig {
-            take_bytes: 1 << 16,
-            frame_batch_bytes: 1 << 14,
-            packing: Packing::Batch,
-            close_timeout: std::time::Duration::from_secs(1),
-        };
         let stats = Arc::new(super::super::queue::QueueStats::default());
-        let direct = Direct::new(server, cfg, stats, Arc::new(Metrics::new()));
-        let conn = Conn::with_direct(
-            1,
-            "u1".into(),
-            super::super::Wire::Evd,
-            evd_protocol::Codec::Json,
-            1 << 20,
-            Some(direct),
-        );
+        let (conn, client) = super::super::testing::direct_conn(1, stats).await;
         (messages(conn, &[], 1 << 16), client)
     }
 

@@ -10,6 +10,8 @@ pub mod direct;
 pub mod direct_read;
 pub mod done;
 pub mod queue;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod writer;
 
 use crate::room_key::RoomKey;

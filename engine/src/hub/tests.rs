@@ -1,6 +1,7 @@
 //! The hub's unit tests: membership indexes, the join buffer, tick coalescing, outbox de-duplication.
 
 use super::*;
+use crate::conn::testing::direct_conn;
 use evd_protocol::event::PresenceMember;
 use evd_protocol::event::{ChatMessage, Pong};
 use evd_protocol::{Codec, RoomName};
@@ -346,33 +347,6 @@ fn room_stats_count_members_and_take_each_rooms_traffic() {
     assert_eq!(find(&s, "session:S2"), Some((1, 1)));
 }
 
-/// A connection on a real loopback socket, written directly, and the client's end of it.
-async fn direct_conn(id: u64, h: &Hub) -> (Arc<Conn>, tokio::net::TcpStream) {
-    use crate::conn::direct::Direct;
-    use crate::conn::writer::{Packing, WriterConfig};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
-        .await
-        .unwrap();
-    let (server, _) = listener.accept().await.unwrap();
-    let cfg = WriterConfig {
-        take_bytes: 1 << 16,
-        frame_batch_bytes: 1 << 14,
-        packing: Packing::Batch,
-        close_timeout: std::time::Duration::from_secs(1),
-    };
-    let direct = Direct::new(server, cfg, Arc::clone(&h.stats), Arc::new(Metrics::new()));
-    let conn = Conn::with_direct(
-        id,
-        format!("u{id}").into(),
-        crate::conn::Wire::Evd,
-        Codec::Json,
-        1 << 20,
-        Some(direct),
-    );
-    (conn, client)
-}
-
 /// Reads from `client` until `needle` has arrived, or fails after a few seconds.
 async fn read_until(client: &mut tokio::net::TcpStream, needle: &str) {
     use tokio::io::AsyncReadExt;
@@ -406,14 +380,14 @@ async fn a_wide_room_writes_to_members_that_joined_after_its_flush_list_was_made
         h.join(&r, &c);
         h.activate(&r, &c, None, 0);
     }
-    let (first, mut first_client) = direct_conn(1, &h).await;
+    let (first, mut first_client) = direct_conn(1, Arc::clone(&h.stats)).await;
     h.join(&r, &first);
     h.activate(&r, &first, None, 0);
     h.deliver_chat(&r, &chat(1), "E", 1);
     read_until(&mut first_client, r#""offset":1"#).await;
 
     // The list was made by that broadcast; a member joining now must be written to as well.
-    let (late, mut late_client) = direct_conn(2, &h).await;
+    let (late, mut late_client) = direct_conn(2, Arc::clone(&h.stats)).await;
     h.join(&r, &late);
     h.activate(&r, &late, None, 0);
     h.deliver_chat(&r, &chat(2), "E", 2);
