@@ -50,9 +50,7 @@ impl Hub {
                     };
                     orgs.insert(key.org().into(), org);
                 }
-                let Some(org) = orgs.get_mut(key.org()) else {
-                    continue;
-                };
+                let org = orgs.get_mut(key.org()).expect("inserted above if missing");
                 if key.room().kind() == RoomKind::User {
                     org.connections += members;
                     continue;
