@@ -347,6 +347,45 @@ fn room_stats_count_members_and_take_each_rooms_traffic() {
     assert_eq!(find(&s, "session:S2"), Some((1, 1)));
 }
 
+#[test]
+fn room_stats_count_each_org_apart_whatever_order_the_rooms_come_in() {
+    // Many rooms of three orgs over four shards: the walk meets the orgs interleaved, so an org
+    // remembered from the previous room must not take the next org's counts.
+    let h = hub();
+    let c = conn(1, Codec::Json);
+    let orgs = ["o1", "o2", "o3"];
+    for n in 0..60 {
+        let org = orgs[n % 3];
+        let room = RoomKey::new(org, RoomName::parse(&format!("session:S{n}")).unwrap());
+        h.join(&room, &c);
+        h.activate(&room, &c, None, 0);
+    }
+    for (n, org) in orgs.iter().enumerate() {
+        for u in 0..=n {
+            let own = RoomKey::new(org, RoomName::parse(&format!("user:u{u}")).unwrap());
+            h.join(&own, &c);
+            h.activate(&own, &c, None, 0);
+        }
+    }
+    let s = h.take_room_stats(100, 10);
+    assert_eq!(s.rooms, 60);
+    let mut got: Vec<(String, u64, u64)> = s
+        .orgs
+        .iter()
+        .map(|o| (o.org.clone(), o.connections, o.rooms))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("o1".into(), 1, 20),
+            ("o2".into(), 2, 20),
+            ("o3".into(), 3, 20)
+        ]
+    );
+    assert_eq!(s.orgs[0].org, "o3", "the most connections first");
+}
+
 /// Reads from `client` until `needle` has arrived, or fails after a few seconds.
 async fn read_until(client: &mut tokio::net::TcpStream, needle: &str) {
     use tokio::io::AsyncReadExt;
