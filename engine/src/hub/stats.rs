@@ -37,27 +37,32 @@ impl Hub {
         // walk. An org's name is copied once per org, not once per room looked at.
         let mut orgs: Vec<OrgStat> = Vec::new();
         let mut org_index: HashMap<Box<str>, usize> = HashMap::new();
-        let mut last: Option<(RoomKey, usize)> = None;
         // Keys (a reference count each), not names: only the rooms kept are written out.
         let mut rooms: Vec<(RoomKey, u64, u64)> = Vec::new();
         for shard in self.shards.iter() {
             let shard = shard.lock();
+            // The org of the room before, borrowed from its key while the shard is locked.
+            let mut last: Option<(&str, usize)> = None;
             for (key, room) in &shard.rooms {
                 let members = room.members.len() as u64;
                 let deliveries = room.traffic.swap(0, Ordering::Relaxed);
                 out.deliveries += deliveries;
-                let at = match &last {
-                    Some((k, at)) if k.org() == key.org() => *at,
+                let at = match last {
+                    Some((name, at)) if name == key.org() => at,
                     _ => {
-                        let at = *org_index.entry(key.org().into()).or_insert_with(|| {
-                            orgs.push(OrgStat {
-                                org: key.org().to_owned(),
-                                connections: 0,
-                                rooms: 0,
-                            });
-                            orgs.len() - 1
-                        });
-                        last = Some((key.clone(), at));
+                        let at = match org_index.get(key.org()) {
+                            Some(&at) => at,
+                            None => {
+                                orgs.push(OrgStat {
+                                    org: key.org().to_owned(),
+                                    connections: 0,
+                                    rooms: 0,
+                                });
+                                org_index.insert(key.org().into(), orgs.len() - 1);
+                                orgs.len() - 1
+                            }
+                        };
+                        last = Some((key.org(), at));
                         at
                     }
                 };
