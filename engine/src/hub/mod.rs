@@ -57,7 +57,9 @@ const SEEN_OUTBOX_IDS: usize = 10_000;
 pub struct Hub {
     shards: Box<[Mutex<Shard>]>,
     stats: Arc<QueueStats>,
-    metrics: Metrics,
+    /// Shared with the broadcast's chunk tasks: one reference count per chunk, not a clone of
+    /// every handle.
+    metrics: Arc<Metrics>,
     /// Outbox rows already delivered here, oldest first (bounded by [`SEEN_OUTBOX_IDS`]).
     seen_outbox: Mutex<(HashSet<i64>, VecDeque<i64>)>,
 }
@@ -124,17 +126,15 @@ const FLUSH_CHUNK: usize = 256;
 /// Writes every connection in `conns`: a room wider than one chunk as chunk tasks any idle
 /// worker takes (the publisher's task does none of it), a narrower one on this thread. The
 /// chunks share the list.
-fn flush_all(conns: Arc<Vec<Arc<Conn>>>, metrics: &Metrics) {
+fn flush_all(conns: Arc<Vec<Arc<Conn>>>, metrics: &Arc<Metrics>) {
     let n = conns.len();
     if n > FLUSH_CHUNK
         && let Ok(rt) = tokio::runtime::Handle::try_current()
     {
-        let mut start = 0;
-        while start < n {
+        for start in (0..n).step_by(FLUSH_CHUNK) {
             let end = (start + FLUSH_CHUNK).min(n);
-            let (conns, metrics) = (Arc::clone(&conns), metrics.clone());
+            let (conns, metrics) = (Arc::clone(&conns), Arc::clone(metrics));
             rt.spawn(async move { flush_chunk(&conns[start..end], &metrics) });
-            start = end;
         }
         return;
     }
@@ -174,7 +174,7 @@ impl Hub {
                 .map(|_| Mutex::new(Shard::default()))
                 .collect(),
             stats,
-            metrics,
+            metrics: Arc::new(metrics),
             seen_outbox: Mutex::new((HashSet::new(), VecDeque::new())),
         }
     }

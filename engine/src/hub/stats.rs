@@ -53,13 +53,14 @@ impl Hub {
                         let at = match org_index.get(key.org()) {
                             Some(&at) => at,
                             None => {
+                                let at = orgs.len();
                                 orgs.push(OrgStat {
                                     org: key.org().to_owned(),
                                     connections: 0,
                                     rooms: 0,
                                 });
-                                org_index.insert(key.org().into(), orgs.len() - 1);
-                                orgs.len() - 1
+                                org_index.insert(key.org().into(), at);
+                                at
                             }
                         };
                         last = Some((key.org(), at));
