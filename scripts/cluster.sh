@@ -14,6 +14,7 @@
 #   EVD_BIN         the evd binary (default: target/release/evd, built if missing);
 #   EVD_LIMITS_CONN_RATE_PER_IP  defaults to 0 (off) here: load tests open many connections
 #                   from few loopback addresses;
+#   EVD_WORKERS     defaults to the machine's cores ÷ N (at least 1) here: the nodes share them;
 #   any other EVD_* setting is passed to every node.
 # Logs, PIDs and SQLite files live in ./.cluster/nodes/ (gitignored). `stop` kills recorded PIDs.
 set -euo pipefail
@@ -54,6 +55,15 @@ prepare() {
   ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 }
 
+# Nodes on one machine split its cores: each of N nodes gets cores ÷ N runtime workers (at least
+# one) unless EVD_WORKERS is set. `perf` of six nodes of two workers each on two cores put a
+# fifth of a node's samples in the kernel's task switch.
+split_cores() { # nodes
+  local cores
+  cores=$(nproc)
+  export EVD_WORKERS=${EVD_WORKERS:-$((cores / $1 > 0 ? cores / $1 : 1))}
+}
+
 # Starts the node on PORT in the background; its log is appended to.
 launch() { # port
   local port=$1
@@ -85,6 +95,7 @@ start() {
   stop
   mkdir -p "$dir"
   prepare
+  split_cores "$n"
   for i in $(seq 0 $((n - 1))); do
     rm -f "$dir/$((base + i)).log"
     launch $((base + i))
@@ -101,6 +112,7 @@ restart() { # port
   local port=$1 pid
   [ -e "$dir/$port.pid" ] || { echo "no node on $port" >&2; exit 1; }
   prepare
+  split_cores "$(find "$dir" -name '*.pid' | wc -l)"
   pid=$(cat "$dir/$port.pid")
   kill "$pid" 2>/dev/null || true
   for _ in $(seq 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done

@@ -126,7 +126,12 @@ fn start(mut settings: Settings, listen: Option<SocketAddr>, mode: Mode) -> anyh
     for var in Settings::unknown_env() {
         tracing::warn!(%var, "ignoring an EVD_ variable that names no setting");
     }
-    tokio::runtime::Runtime::new()?.block_on(serve(settings, mode))
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if settings.workers > 0 {
+        runtime.worker_threads(settings.workers);
+    }
+    runtime.build()?.block_on(serve(settings, mode))
 }
 
 async fn serve(settings: Settings, mode: Mode) -> anyhow::Result<()> {

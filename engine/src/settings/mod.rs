@@ -31,6 +31,10 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// This node's id in `HELLO` and in broker traffic; random when unset.
     pub node_id: Option<String>,
+    /// Runtime worker threads; 0 means one per CPU core. Nodes that share a machine should
+    /// split its cores (`scripts/cluster.sh` gives each of N nodes cores ÷ N, at least one):
+    /// more busy threads than cores only adds context switches.
+    pub workers: usize,
     /// Interval clients must ping within; silence for twice this closes with 4012.
     pub heartbeat_ms: u64,
     /// Presence changes, poll results and question votes are coalesced per room over this tick,
@@ -91,6 +95,7 @@ impl Default for Settings {
         Settings {
             listen,
             node_id: None,
+            workers: 0,
             heartbeat_ms: evd_protocol::DEFAULT_HEARTBEAT_MS,
             tick_ms: 200,
             tick_max_ms: 2_000,
@@ -120,6 +125,7 @@ impl fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("listen", &self.listen)
             .field("node_id", &self.node_id)
+            .field("workers", &self.workers)
             .field("heartbeat_ms", &self.heartbeat_ms)
             .field("tick_ms", &self.tick_ms)
             .field("tick_max_ms", &self.tick_max_ms)

@@ -114,6 +114,14 @@ fn bad_values_give_clear_errors() {
         );
         jail.set_env("EVD_TOKEN_EXPIRY_WARNING_SECS", "45");
         assert_eq!(Settings::load(None).unwrap().token_expiry_warning_secs, 45);
+        jail.set_env("EVD_WORKERS", "9000");
+        let err = Settings::load(None).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "invalid setting `workers`: must be 0 (one per core) to 1024"
+        );
+        jail.set_env("EVD_WORKERS", "1");
+        assert_eq!(Settings::load(None).unwrap().workers, 1);
         jail.create_file("tls.toml", "[tls]\ncert_path = \"c.pem\"\n")?;
         let err = Settings::load(Some(Path::new("tls.toml")))
             .unwrap_err()

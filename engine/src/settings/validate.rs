@@ -2,6 +2,10 @@
 
 use super::{Settings, SettingsError};
 
+/// The most runtime worker threads a node may ask for: far beyond any machine's cores, low
+/// enough that a typo (a port number, say) is refused rather than spawning that many threads.
+const MAX_WORKERS: usize = 1024;
+
 impl Settings {
     /// Checks ranges that serde cannot.
     pub fn validate(&self) -> Result<(), SettingsError> {
@@ -146,6 +150,11 @@ impl Settings {
             self.history.idempotency_max_keys > 0,
             "history.idempotency_max_keys",
             "must be positive",
+        )?;
+        check(
+            self.workers <= MAX_WORKERS,
+            "workers",
+            "must be 0 (one per core) to 1024",
         )?;
         check(
             (10..=10_000).contains(&self.tick_ms),

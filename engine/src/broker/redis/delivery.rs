@@ -2,7 +2,7 @@
 //! room's members; each reconnect resubscribes the rooms that connection carried.
 
 use super::Inner;
-use super::keys::{Payload, chat_envelope, owner_in, parse_payload};
+use super::keys::{Payload, chat_envelope, owner_at, parse_payload};
 use super::probe::PROBE_PREFIX;
 use evd_protocol::bus::{Body, Envelope};
 use fred::prelude::*;
@@ -96,9 +96,9 @@ pub(super) async fn reconnect_loop(
                 tracing::info!(%server, "pub/sub connection re-established");
                 inner.reset_probes(&server);
                 let state = inner.conn.client.cached_cluster_state();
-                let channels = inner.channels_where(|ch, r| {
+                let channels = inner.channels_where(|_, r| {
                     r.owner.as_ref().is_none_or(|o| *o == server)
-                        || owner_in(state.as_ref(), ch).as_ref() == Some(&server)
+                        || owner_at(state.as_ref(), r.slot) == Some(&server)
                 });
                 inner.resubscribe(channels, "reconnect").await;
             }

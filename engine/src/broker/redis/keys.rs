@@ -14,11 +14,20 @@ pub(super) fn script_keys(room: &RoomKey) -> Vec<String> {
     vec![format!("{channel}:m"), format!("{channel}:s")]
 }
 
+/// `channel`'s cluster slot (a CRC16 of its hash tag): worked out once per subscribed room, as
+/// the probe round compares every room's owner with the slot map each second.
+pub(super) fn slot_of(channel: &str) -> u16 {
+    ClusterRouting::hash_key(channel.as_bytes())
+}
+
+/// The primary owning `slot` in `state` (`None` for a single Redis).
+pub(super) fn owner_at(state: Option<&ClusterRouting>, slot: u16) -> Option<&Server> {
+    state?.get_server(slot)
+}
+
 /// The primary owning `channel`'s slot in `state` (`None` for a single Redis).
 pub(super) fn owner_in(state: Option<&ClusterRouting>, channel: &str) -> Option<Server> {
-    state?
-        .get_server(ClusterRouting::hash_key(channel.as_bytes()))
-        .cloned()
+    owner_at(state, slot_of(channel)).cloned()
 }
 
 /// A pub/sub payload: `C<epoch>\n<offset>\n<envelope>` for chat (the script fills in the

@@ -107,6 +107,8 @@ struct RoomSub {
     last: Option<(String, u64)>,
     /// `Some` while a gap is read from history: chat envelopes wait here, in arrival order.
     recovering: Option<Vec<(String, u64, Envelope)>>,
+    /// The channel's cluster slot ([`keys::slot_of`]).
+    slot: u16,
     /// The primary the subscriber routed the room's last (re)subscribe to, by its own slot map.
     owner: Option<Server>,
     /// After following a moved slot: when the room is subscribed once more, in case the move

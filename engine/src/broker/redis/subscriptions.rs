@@ -2,11 +2,12 @@
 //! delayed unsubscribe, and resubscribing (then recovering) rooms whose subscription may be gone.
 
 use super::conn::unavailable;
-use super::keys::owner_in;
+use super::keys::{owner_at, owner_in, slot_of};
 use super::{Inner, RoomSub};
 use crate::broker::{BrokerError, HistoryRequest};
 use crate::room_key::RoomKey;
 use fred::prelude::*;
+use fred::types::cluster::ClusterRouting;
 use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -85,6 +86,7 @@ impl Inner {
                 unsubscribe_at: None,
                 last: None,
                 recovering: None,
+                slot: slot_of(&channel),
                 owner: self.owner_of(&channel),
                 recheck_at: None,
             },
@@ -184,17 +186,33 @@ impl Inner {
         self.rooms.lock().keys().cloned().collect()
     }
 
+    /// One pass over the subscribed rooms (every probe round, so every room's slot is kept, not
+    /// hashed again): the channels whose owner in `state` is not where their subscription went
+    /// (moved), and of the others those whose recheck after a move is due at `now`.
+    fn slot_walk(
+        &self,
+        state: Option<&ClusterRouting>,
+        now: Instant,
+    ) -> (Vec<String>, Vec<String>) {
+        let rooms = self.rooms.lock();
+        let (mut moved, mut recheck) = (Vec::new(), Vec::new());
+        for (channel, r) in rooms.iter() {
+            if owner_at(state, r.slot) != r.owner.as_ref() {
+                moved.push(channel.clone());
+            } else if r.recheck_at.is_some_and(|at| at <= now) {
+                recheck.push(channel.clone());
+            }
+        }
+        (moved, recheck)
+    }
+
     /// Follows the slot map: rooms whose slot moved must subscribe at the new owner.
     pub(super) async fn follow_slot_map(self: &Arc<Self>) {
         if let Err(e) = self.conn.client.sync_cluster().await {
             tracing::debug!(error = %e, "cluster sync failed");
         }
         let state = self.conn.client.cached_cluster_state();
-        let moved = self.channels_where(|ch, r| owner_in(state.as_ref(), ch) != r.owner);
-        let now = Instant::now();
-        let recheck = self.channels_where(|ch, r| {
-            owner_in(state.as_ref(), ch) == r.owner && r.recheck_at.is_some_and(|at| at <= now)
-        });
+        let (moved, recheck) = self.slot_walk(state.as_ref(), Instant::now());
         if !moved.is_empty() || !recheck.is_empty() {
             let _ = self.conn.sub.sync_cluster().await;
         }
