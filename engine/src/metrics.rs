@@ -270,7 +270,7 @@ fn describe() {
     describe_gauge!(
         TICK_INTERVAL,
         metrics::Unit::Seconds,
-        "The tick's current interval (tick_ms while calm, up to tick_max_ms while busy)."
+        "How often each room's coalesced changes go out (tick_ms while calm, up to tick_max_ms while busy, spread over that many ticks)."
     );
     describe_histogram!(
         TICK_LOAD,

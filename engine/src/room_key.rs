@@ -64,6 +64,30 @@ impl fmt::Debug for RoomKey {
     }
 }
 
+/// A share of the rooms, for periodic work spread over several rounds: rooms are given one of
+/// `of` phases by a hash of their key, and a round of phase `this` handles those rooms. A busy
+/// node's tick sends each room's changes every `of` ticks, a share per tick: the sending comes
+/// in even steps rather than in one burst per interval that would hold up the chat messages
+/// behind it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomPhase {
+    /// This round's phase, below `of`.
+    pub this: u64,
+    /// The number of phases; 1 is every room.
+    pub of: u64,
+}
+
+impl RoomPhase {
+    /// Every room.
+    pub const ALL: RoomPhase = RoomPhase { this: 0, of: 1 };
+
+    /// Whether a round of this phase handles `room`. The upper half of the key's hash picks the phase, so
+    /// the phase does not follow the hub shard (its lower bits).
+    pub fn takes(&self, room: &RoomKey) -> bool {
+        self.of <= 1 || (room.shard_hash() >> 32) % self.of == self.this
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::conn::testing::direct_conn;
+use crate::room_key::RoomPhase;
 use evd_protocol::event::PresenceMember;
 use evd_protocol::event::{ChatMessage, Pong};
 use evd_protocol::{Codec, RoomName};
@@ -193,21 +194,21 @@ fn presence_diffs_coalesce_and_cancel() {
     let m = |u: &str| PresenceMember { user: u.into() };
     h.record_presence(&r, &[m("u1"), m("u2")], &[]);
     h.record_presence(&r, &[], &[m("u2"), m("u3")]);
-    let work = h.take_tick();
+    let work = h.take_tick(RoomPhase::ALL);
     assert_eq!(work.len(), 1);
     assert_eq!(
         (work[0].joins.clone(), work[0].leaves.clone()),
         (vec![m("u1")], vec![m("u3")])
     );
-    assert!(h.take_tick().is_empty());
+    assert!(h.take_tick(RoomPhase::ALL).is_empty());
     h.record_presence(&key("event:nobody-here"), &[m("u1")], &[]);
     assert!(
-        h.take_tick().is_empty(),
+        h.take_tick(RoomPhase::ALL).is_empty(),
         "rooms without local members are ignored"
     );
     h.record_presence(&r, &[m("u4")], &[m("u4")]);
     assert!(
-        h.take_tick().is_empty(),
+        h.take_tick(RoomPhase::ALL).is_empty(),
         "a change that cancels out is not sent"
     );
 }
@@ -224,13 +225,60 @@ fn tallies_merge_by_maximum_and_coalesce_per_tick() {
     h.record_poll(&r, "p1", &counts(4, 2)); // a late copy for a, newer for b
     h.record_question(&r, "q1", 2);
     h.record_question(&r, "q1", 1);
-    let work = h.take_tick();
+    let work = h.take_tick(RoomPhase::ALL);
     assert_eq!(work.len(), 1);
     assert_eq!(work[0].polls, vec![("p1".to_string(), counts(5, 2))]);
     assert_eq!(work[0].questions, vec![("q1".to_string(), 2)]);
     h.record_poll(&r, "p1", &counts(5, 2));
     h.record_question(&r, "q1", 2);
-    assert!(h.take_tick().is_empty(), "nothing new, nothing sent");
+    assert!(
+        h.take_tick(RoomPhase::ALL).is_empty(),
+        "nothing new, nothing sent"
+    );
+}
+
+#[test]
+fn a_phased_tick_takes_each_changed_room_once_per_interval_and_spreads_them() {
+    let h = hub();
+    let a = conn(1, Codec::Json);
+    let rooms: Vec<RoomKey> = (0..200).map(|i| key(&format!("session:S{i}"))).collect();
+    let counts = |n: u64| BTreeMap::from([("a".to_string(), n)]);
+    for r in &rooms {
+        h.join(r, &a);
+        h.record_poll(r, "p1", &counts(1));
+    }
+    let of = 8;
+    let mut taken = Vec::new();
+    let mut per_phase = Vec::new();
+    for this in 0..of {
+        let work = h.take_tick(RoomPhase { this, of });
+        assert!(
+            work.iter().all(|w| RoomPhase { this, of }.takes(&w.room)),
+            "a tick takes only its own phase's rooms"
+        );
+        per_phase.push(work.len());
+        taken.extend(work.into_iter().map(|w| w.room));
+    }
+    taken.sort_by_key(|r| r.room().to_string());
+    let mut want = rooms.clone();
+    want.sort_by_key(|r| r.room().to_string());
+    assert_eq!(taken, want, "every changed room, each once: {per_phase:?}");
+    assert!(
+        per_phase.iter().all(|&n| (10..=40).contains(&n)),
+        "200 rooms over 8 phases come in shares near 25: {per_phase:?}"
+    );
+    // A room changed again waits for its own phase, then goes out with its latest state.
+    let r = &rooms[0];
+    let mine = (0..of)
+        .find(|&this| RoomPhase { this, of }.takes(r))
+        .expect("some phase takes it");
+    h.record_poll(r, "p1", &counts(2));
+    h.record_poll(r, "p1", &counts(3));
+    let other = (mine + 1) % of;
+    assert!(h.take_tick(RoomPhase { this: other, of }).is_empty());
+    let work = h.take_tick(RoomPhase { this: mine, of });
+    assert_eq!(work.len(), 1);
+    assert_eq!(work[0].polls, vec![("p1".to_string(), counts(3))]);
 }
 
 #[test]

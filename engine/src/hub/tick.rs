@@ -6,7 +6,7 @@
 //! from other nodes do not matter.
 
 use super::{Hub, Room, Shard};
-use crate::room_key::RoomKey;
+use crate::room_key::{RoomKey, RoomPhase};
 use evd_protocol::Event;
 use evd_protocol::event::{PollResults, PresenceMember, PresenceUpdate, QuestionUpdated};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -151,14 +151,14 @@ impl Hub {
         }
     }
 
-    /// Takes every room's coalesced changes since the last call. Presence changes that cancel
-    /// out (a quick leave and rejoin) are dropped.
-    pub fn take_tick(&self) -> Vec<TickWork> {
+    /// Takes the coalesced changes since their last take of every changed room `phase` takes.
+    /// Presence changes that cancel out (a quick leave and rejoin) are dropped.
+    pub fn take_tick(&self, phase: RoomPhase) -> Vec<TickWork> {
         let mut out = Vec::new();
         for shard in self.shards.iter() {
             let mut shard = shard.lock();
             let Shard { rooms, dirty } = &mut *shard;
-            for room in dirty.drain() {
+            for room in dirty.extract_if(|room| phase.takes(room)) {
                 let Some(r) = rooms.get_mut(&room).and_then(|r| r.changes.as_deref_mut()) else {
                     continue;
                 };

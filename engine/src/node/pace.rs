@@ -5,6 +5,10 @@
 //! often: the interval doubles, up to `tick_max_ms`. A calm tick halves it again, down to
 //! `tick_ms`. Between the two thresholds it stays, so the pace does not flap. Changes keep
 //! accumulating in the rooms meanwhile, so a slower tick sends the same last state, later.
+//!
+//! The tick itself keeps firing every `tick_ms`: a stretched interval is spread over
+//! [`TickPace::phases`] ticks, each sending its share of the rooms, and the load observed is
+//! that of one whole interval (all its ticks).
 
 use std::time::Duration;
 
@@ -26,9 +30,16 @@ impl TickPace {
         }
     }
 
-    /// The interval to wait before the next tick.
+    /// How often each room's changes go out.
     pub(super) fn interval(&self) -> Duration {
         self.now
+    }
+
+    /// The ticks (of `min` each) one interval is spread over: each sends the rooms of one
+    /// phase ([`crate::room_key::RoomPhase`]). 1 while calm.
+    pub(super) fn phases(&self) -> u64 {
+        let ratio = self.now.as_nanos() / self.min.as_nanos().max(1);
+        u64::try_from(ratio).unwrap_or(u64::MAX).max(1)
     }
 
     /// Takes the last tick's load, `late` (how long after its due time the timer fired) plus
@@ -72,6 +83,20 @@ mod tests {
         assert_eq!(pace.observe(ms(0), ms(1)), ms(250));
         assert_eq!(pace.observe(ms(0), ms(1)), ms(200), "floored");
         assert_eq!(pace.observe(ms(0), ms(0)), ms(200));
+        assert_eq!(pace.phases(), 1);
+    }
+
+    #[test]
+    fn a_stretched_interval_is_spread_over_as_many_ticks() {
+        let mut pace = TickPace::new(ms(200), ms(2_000));
+        assert_eq!(pace.phases(), 1);
+        pace.observe(ms(150), ms(0));
+        assert_eq!(pace.phases(), 2);
+        pace.observe(ms(300), ms(0));
+        pace.observe(ms(600), ms(0));
+        assert_eq!((pace.interval(), pace.phases()), (ms(1_600), 8));
+        pace.observe(ms(1_000), ms(0));
+        assert_eq!((pace.interval(), pace.phases()), (ms(2_000), 10));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use super::Node;
 use super::pace::TickPace;
+use crate::room_key::RoomPhase;
 use evd_protocol::event::PresenceMember;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,18 +21,22 @@ const LIMITER_TRIM_EVERY: u64 = 60;
 /// alert on it waits minutes.
 const READINESS_EVERY: Duration = Duration::from_secs(5);
 
-/// Sends each room's coalesced changes once per tick (see [`crate::hub::TickWork`]), at the
-/// pace [`TickPace`] sets from how late and how long the last tick was.
+/// Sends each room's coalesced changes (see [`crate::hub::TickWork`]) once per interval, at the
+/// pace [`TickPace`] sets from how late and how long the last interval's ticks were. The tick
+/// fires every `tick_ms`; a stretched interval is spread over several ticks, each sending the
+/// rooms of one [`RoomPhase`].
 pub(super) async fn ticks(node: Arc<Node>) {
     let stopped = node.shutdown.stopped();
     tokio::pin!(stopped);
-    let mut pace = TickPace::new(
-        Duration::from_millis(node.settings.tick_ms),
-        Duration::from_millis(node.settings.tick_max_ms),
-    );
+    let every = Duration::from_millis(node.settings.tick_ms);
+    let mut pace = TickPace::new(every, Duration::from_millis(node.settings.tick_max_ms));
     let interval = ::metrics::gauge!(crate::metrics::TICK_INTERVAL);
     let load = ::metrics::histogram!(crate::metrics::TICK_LOAD);
-    let mut due = Instant::now() + pace.interval();
+    let mut due = Instant::now() + every;
+    // The interval under way: its phases (fixed until it ends), the next phase, and how late
+    // and how long its ticks were so far.
+    let (mut phases, mut phase) = (pace.phases(), 0);
+    let (mut late_sum, mut work_sum) = (Duration::ZERO, Duration::ZERO);
     loop {
         interval.set(pace.interval().as_secs_f64());
         tokio::select! {
@@ -40,7 +45,11 @@ pub(super) async fn ticks(node: Arc<Node>) {
         }
         let started = Instant::now();
         let late = started.saturating_duration_since(due);
-        for work in node.hub.take_tick() {
+        let this = RoomPhase {
+            this: phase,
+            of: phases,
+        };
+        for work in node.hub.take_tick(this) {
             let count = if work.presence_changed() {
                 node.presence
                     .count(&work.room)
@@ -59,7 +68,14 @@ pub(super) async fn ticks(node: Arc<Node>) {
         }
         let work = started.elapsed();
         load.record((late + work).as_secs_f64());
-        due = Instant::now() + pace.observe(late, work);
+        (late_sum, work_sum) = (late_sum + late, work_sum + work);
+        phase += 1;
+        if phase >= phases {
+            pace.observe(late_sum, work_sum);
+            (phases, phase) = (pace.phases(), 0);
+            (late_sum, work_sum) = (Duration::ZERO, Duration::ZERO);
+        }
+        due = Instant::now() + every;
     }
 }
 

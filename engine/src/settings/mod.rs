@@ -45,7 +45,8 @@ pub struct Settings {
     /// late or whose sending took long doubles the next interval (up to this); a tick that is
     /// neither halves it again (down to `tick_ms`). Changes keep accumulating meanwhile, so a
     /// longer tick costs freshness, never the last state: a room's last change always goes out.
-    /// Two seconds still shows a tally move while a crowd votes.
+    /// The tick keeps firing every `tick_ms` and spreads a longer interval over its ticks, each
+    /// sending a share of the rooms. Two seconds still shows a tally move while a crowd votes.
     pub tick_max_ms: u64,
     /// How long a vote may wait to be taken into a commit before it is answered `rate_limited`
     /// with `retry_after_ms` instead, ms; such a vote is not recorded, and its retry is a first
