@@ -247,6 +247,9 @@ pub struct SqlStore {
     clock: Clock,
     offer_ttl_ms: Millis,
     outbox_wakeup: Arc<Notify>,
+    /// This store's own rows of `poll_counts`: a random id per connect, so processes storing
+    /// votes for one poll never update the same count row.
+    writer: Arc<str>,
 }
 
 impl fmt::Debug for SqlStore {
@@ -289,6 +292,7 @@ impl SqlStore {
             clock,
             offer_ttl_ms: i64::try_from(config.offer_ttl.as_millis()).unwrap_or(i64::MAX),
             outbox_wakeup: Arc::new(Notify::new()),
+            writer: uuid::Uuid::now_v7().simple().to_string().into(),
         })
     }
 

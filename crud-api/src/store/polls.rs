@@ -84,9 +84,9 @@ async fn results(tx: &mut Tx, org: &str, id: &str) -> Result<PollResults> {
         .ok_or(StoreError::NotFound)?;
     let options: Vec<OptionCount> = tx
         .fetch_all(
-            "select o.id, o.text, (select count(*) from poll_votes v where v.poll_id = o.poll_id \
-             and v.option_id = o.id) as votes from poll_options o \
-             where o.org_id = $1 and o.poll_id = $2 order by o.position",
+            "select o.id, o.text, cast(coalesce((select sum(c.votes) from poll_counts c \
+             where c.poll_id = o.poll_id and c.option_id = o.id), 0) as bigint) as votes \
+             from poll_options o where o.org_id = $1 and o.poll_id = $2 order by o.position",
             args![org, id],
         )
         .await?;

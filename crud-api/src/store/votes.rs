@@ -58,9 +58,11 @@ struct Found {
     stored: bool,
 }
 
-/// One statement for all votes of one org: `$1` org, `$2..$4` polls, users, options, `$5` now.
-/// Of a user's valid votes for a poll only the first in the batch is tried; the insert goes in
-/// key order, so two batches touching the same keys lock them in the same order.
+/// One statement for all votes of one org: `$1` org, `$2..$4` polls, users, options, `$5` now,
+/// `$6` the store's writer id. Of a user's valid votes for a poll only the first in the batch is
+/// tried; the insert goes in key order, so two batches touching the same keys lock them in the
+/// same order. The votes stored are added to the writer's own `poll_counts` rows (in key order
+/// too), which no other process updates.
 const RECORD_PG: &str = "with target as ( \
        select i.ord, i.poll_id, i.user_id, i.option_id, p.session_id, p.status, p.closes_at, \
               exists (select 1 from poll_options o where o.org_id = $1 and o.poll_id = i.poll_id \
@@ -76,7 +78,13 @@ const RECORD_PG: &str = "with target as ( \
        insert into poll_votes (org_id, poll_id, user_id, option_id, created_at) \
        select $1, poll_id, user_id, option_id, $5 from eligible order by poll_id, user_id \
        on conflict do nothing \
-       returning poll_id, user_id \
+       returning poll_id, user_id, option_id \
+     ), counted as ( \
+       insert into poll_counts (org_id, poll_id, option_id, writer, votes) \
+       select $1, poll_id, option_id, $6, count(*) from stored \
+       group by poll_id, option_id order by poll_id, option_id \
+       on conflict (poll_id, option_id, writer) \
+       do update set votes = poll_counts.votes + excluded.votes \
      ) \
      select t.ord, t.session_id, t.status, t.closes_at, t.option_found, \
             (s.poll_id is not null) as stored \
@@ -108,16 +116,21 @@ pub(super) async fn record(store: &SqlStore, votes: &[Vote]) -> Result<Vec<VoteO
     let now = store.now();
     let mut tx = store.begin_write().await?;
     let outcomes = if tx.is_postgres() {
-        record_by_org(&mut tx, votes, now).await?
+        record_by_org(store, &mut tx, votes, now).await?
     } else {
-        record_one_by_one(&mut tx, votes, now).await?
+        record_one_by_one(store, &mut tx, votes, now).await?
     };
     tx.commit().await?;
     Ok(outcomes)
 }
 
 /// PostgreSQL: per org in the batch, its `set_config` and one statement.
-async fn record_by_org(tx: &mut Tx, votes: &[Vote], now: Millis) -> Result<Vec<VoteOutcome>> {
+async fn record_by_org(
+    store: &SqlStore,
+    tx: &mut Tx,
+    votes: &[Vote],
+    now: Millis,
+) -> Result<Vec<VoteOutcome>> {
     let mut by_org: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, vote) in votes.iter().enumerate() {
         by_org.entry(vote.org.as_str()).or_default().push(i);
@@ -142,6 +155,7 @@ async fn record_by_org(tx: &mut Tx, votes: &[Vote], now: Millis) -> Result<Vec<V
             .bind(users)
             .bind(options)
             .bind(now)
+            .bind(&*store.writer)
             .fetch_all(&mut **pg)
             .await?;
         for found in rows {
@@ -158,8 +172,14 @@ async fn record_by_org(tx: &mut Tx, votes: &[Vote], now: Millis) -> Result<Vec<V
         .collect())
 }
 
-/// SQLite: two statements per vote; each is a lookup in the local file.
-async fn record_one_by_one(tx: &mut Tx, votes: &[Vote], now: Millis) -> Result<Vec<VoteOutcome>> {
+/// SQLite: two statements per vote (three when it is stored); each is a lookup in the local
+/// file.
+async fn record_one_by_one(
+    store: &SqlStore,
+    tx: &mut Tx,
+    votes: &[Vote],
+    now: Millis,
+) -> Result<Vec<VoteOutcome>> {
     #[derive(sqlx::FromRow)]
     struct Target {
         session_id: String,
@@ -199,6 +219,15 @@ async fn record_one_by_one(tx: &mut Tx, votes: &[Vote], now: Millis) -> Result<V
                         )
                         .await?
                         == 1;
+                if stored {
+                    tx.execute(
+                        "insert into poll_counts (org_id, poll_id, option_id, writer, votes) \
+                         values ($1, $2, $3, $4, 1) on conflict (poll_id, option_id, writer) \
+                         do update set votes = votes + 1",
+                        args![&vote.org, &vote.poll, &vote.option, &*store.writer],
+                    )
+                    .await?;
+                }
                 Found {
                     ord: 0,
                     session_id: Some(t.session_id),
@@ -229,13 +258,17 @@ pub(super) async fn tallies(store: &SqlStore, org: &str, polls: &[String]) -> Re
     }
     let mut tx = store.read(org).await?;
     for chunk in polls.chunks(MAX_POLLS_PER_TALLY) {
+        // `= any(array(…))`, not `in (select …)`: PostgreSQL then finds the options by index
+        // instead of reading every poll's.
         let sql = tx.pick(
-            "select o.poll_id, o.id, (select count(*) from poll_votes v where v.poll_id = \
-             o.poll_id and v.option_id = o.id) as votes from poll_options o \
+            "select o.poll_id, o.id, coalesce((select sum(c.votes) from poll_counts c \
+             where c.poll_id = o.poll_id and c.option_id = o.id), 0) as votes \
+             from poll_options o \
              where o.org_id = $1 and o.poll_id in (select value from json_each($2))",
-            "select o.poll_id, o.id, (select count(*) from poll_votes v where v.poll_id = \
-             o.poll_id and v.option_id = o.id) as votes from poll_options o \
-             where o.org_id = $1 and o.poll_id in (select jsonb_array_elements_text($2))",
+            "select o.poll_id, o.id, coalesce((select sum(c.votes) from poll_counts c \
+             where c.poll_id = o.poll_id and c.option_id = o.id), 0)::bigint as votes \
+             from poll_options o \
+             where o.org_id = $1 and o.poll_id = any(array(select jsonb_array_elements_text($2)))",
         );
         let counts: Vec<Count> = tx
             .fetch_all(sql, args![org, serde_json::json!(chunk)])

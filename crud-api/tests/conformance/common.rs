@@ -89,6 +89,15 @@ impl TestApp {
         }
     }
 
+    /// A second store on the same database, as another process would open it: its own pool
+    /// and its own writer of vote counts.
+    pub(crate) async fn another_store(&self) -> SqlStore {
+        let (clock, _) = Clock::manual(START_MS);
+        SqlStore::connect(&self._db.url, &config(2), clock)
+            .await
+            .expect("second store")
+    }
+
     pub(crate) fn token(&self, user: &str, org: &str, role: Role) -> String {
         self.token_with_tier(user, org, role, None)
     }

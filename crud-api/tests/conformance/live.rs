@@ -319,6 +319,44 @@ async fn a_vote_batch_gives_each_vote_its_own_outcome(app: TestApp) {
     assert_eq!(tallies.keys().collect::<Vec<_>>(), [&poll]);
     let (_, results) = app.get(&format!("/polls/{poll}/results"), &owner).await;
     assert_eq!(results["total"].as_i64(), Some(3));
+
+    // Another process's store keeps counts of its own; tallies and results add them up.
+    let other = app.another_store().await;
+    let outcomes = other
+        .record_votes(&[vote("acme", &poll, "u7", &b), vote("acme", &poll, "u1", &b)])
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        [
+            VoteOutcome::Recorded {
+                session: session.clone()
+            },
+            VoteOutcome::Duplicate
+        ]
+    );
+    let tallies = app
+        .store
+        .poll_tallies("acme", std::slice::from_ref(&poll))
+        .await
+        .unwrap();
+    assert_eq!(tallies[&poll], counts(&[(&a, 2), (&b, 2)]));
+    assert_eq!(
+        other
+            .poll_tallies("acme", std::slice::from_ref(&poll))
+            .await
+            .unwrap(),
+        tallies
+    );
+    let (_, results) = app.get(&format!("/polls/{poll}/results"), &owner).await;
+    assert_eq!(results["total"].as_i64(), Some(4));
+    let of_b = results["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["id"] == b.as_str())
+        .map(|o| o["votes"].as_i64());
+    assert_eq!(of_b, Some(Some(2)), "{results}");
 }
 
 async fn questions_are_listed_upvoted_and_hidden(app: TestApp) {

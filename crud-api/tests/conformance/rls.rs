@@ -8,7 +8,7 @@ use evd_protocol::auth::Role;
 use serde_json::json;
 use sqlx::{PgPool, Row};
 
-const TENANT_TABLES: [&str; 16] = [
+const TENANT_TABLES: [&str; 17] = [
     "orgs",
     "members",
     "events",
@@ -19,6 +19,7 @@ const TENANT_TABLES: [&str; 16] = [
     "polls",
     "poll_options",
     "poll_votes",
+    "poll_counts",
     "questions",
     "question_upvotes",
     "chat_messages",
