@@ -58,7 +58,7 @@ impl RateLimiter {
         self.buckets
             .check_key(&(org.to_owned(), user.to_owned()))
             .map_err(|not_until| {
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                let wait = not_until.wait_time_from(self.buckets.clock().now());
                 ApiError::RateLimited {
                     retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
                 }
