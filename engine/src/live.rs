@@ -8,7 +8,8 @@
 //! ([`StoreArchive`]). After a vote or upvote batch commits, the node broadcasts the affected
 //! polls' and questions' committed counts on the broker ([`Body::PollTally`] through
 //! [`Tallies`], after the votes are answered; [`Body::QuestionVotes`]); every node merges them
-//! by maximum and sends `POLL_RESULTS` / `QUESTION_UPDATED` once per tick.
+//! by maximum and sends `POLL_RESULTS` / `QUESTION_UPDATED` once per tick. New connections'
+//! open waitlist offers are read the same way, batched: one read for many connections.
 
 use crate::broker::{Broker, BrokerError, ChatArchive};
 use crate::group_commit::{GroupCommit, SubmitError};
@@ -16,6 +17,7 @@ use crate::room_key::RoomKey;
 use crate::shutdown::Shutdown;
 use crate::tallies::Tallies;
 use async_trait::async_trait;
+use evd_api::model::Offer;
 use evd_api::store::{
     NewChatMessage, NewQuestion, Store, StoreError, Upvote, UpvoteOutcome, Vote, VoteOutcome,
 };
@@ -43,6 +45,11 @@ const SUBMIT_WAIT: Duration = Duration::from_secs(5);
 /// 18.3 -> 14.3 us of server CPU per delivery going from 2 to 10 ms, at +0.25 ms delivery p99
 /// (fewer wake-ups leave the workers parked longer).
 const ARCHIVE_LINGER: Duration = Duration::from_millis(10);
+/// How long the offer catch-up gathers new connections before it reads their open waitlist
+/// offers in one statement. Every connection is looked up once, as it opens; during a ramp of
+/// 1,000 connections a second, one read each was the database's largest load. The offers
+/// arrive this much later, beside the `HELLO`.
+const OFFER_LINGER: Duration = Duration::from_millis(50);
 /// Tries per chat archive batch: a transient store error (a dropped connection, a failover of
 /// the database) costs a delayed `ACK`, not an error the client must resend on.
 const ARCHIVE_ATTEMPTS: u32 = 3;
@@ -85,6 +92,8 @@ pub struct Live {
     questions: GroupCommit<NewQuestion, Outcome<Option<evd_api::model::Question>>>,
     upvotes: GroupCommit<Upvote, Outcome<UpvoteOutcome>>,
     archive: GroupCommit<NewChatMessage, Outcome<()>>,
+    /// Open offer reads for new connections, by (org, user); a read batched like a write.
+    offers: GroupCommit<(String, String), Outcome<Vec<Offer>>>,
     poll_sessions: Cache<(String, String), String>,
     question_sessions: Cache<(String, String), String>,
 }
@@ -133,6 +142,9 @@ impl Live {
         let questions = writer.spawn("questions", Duration::ZERO, commit_questions);
         let upvotes = writer.spawn("upvotes", Duration::ZERO, commit_upvotes);
         let archive = writer.spawn("archive", ARCHIVE_LINGER, commit_archive);
+        let offers = writer.spawn("offers", OFFER_LINGER, |store, _, batch| {
+            read_offers(store, batch)
+        });
         broker.set_archive(Arc::new(StoreArchive(Arc::clone(&store))));
         let cache = || {
             Cache::builder()
@@ -147,6 +159,7 @@ impl Live {
             questions,
             upvotes,
             archive,
+            offers,
             poll_sessions: cache(),
             question_sessions: cache(),
         }
@@ -176,6 +189,17 @@ impl Live {
     ) -> Outcome<impl Future<Output = Outcome<()>> + Send + 'static> {
         let committed = self.archive.enqueue(m).await?;
         Ok(async move { committed.await? })
+    }
+
+    /// The user's open waitlist offers, read with those of the other connections that opened
+    /// within [`OFFER_LINGER`]. The future owns what it needs, so a task can run it.
+    pub fn open_offers(
+        &self,
+        org: &str,
+        user: &str,
+    ) -> impl Future<Output = Outcome<Vec<Offer>>> + Send + 'static {
+        let (offers, key) = (self.offers.clone(), (org.to_owned(), user.to_owned()));
+        async move { offers.submit(key).await? }
     }
 
     /// The session a poll belongs to; `None` if there is no such poll in the org.
@@ -264,6 +288,45 @@ async fn commit_votes(
         _ => None,
     }));
     outcomes.into_iter().map(Ok).collect()
+}
+
+/// Reads the open offers of a batch of (org, user), one statement per org, and answers each
+/// with its own; a failed read fails that org's lookups.
+async fn read_offers(
+    store: Arc<dyn Store>,
+    batch: Vec<(String, String)>,
+) -> Vec<Outcome<Vec<Offer>>> {
+    let mut by_org: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (org, user) in &batch {
+        by_org.entry(org).or_default().push(user.clone());
+    }
+    let mut found: BTreeMap<(&str, String), Vec<Offer>> = BTreeMap::new();
+    let mut failed_orgs = Vec::new();
+    for (org, mut users) in by_org {
+        users.sort_unstable();
+        users.dedup();
+        match store.list_offers_of(org, &users).await {
+            Ok(offers) => {
+                for o in offers {
+                    found.entry((org, o.user_id.clone())).or_default().push(o);
+                }
+            }
+            Err(e) => failed_orgs.push((org, failed("open offers", &e))),
+        }
+    }
+    batch
+        .iter()
+        .map(|(org, user)| {
+            if let Some((_, e)) = failed_orgs.iter().find(|(o, _)| o == org) {
+                return Err(e.clone());
+            }
+            // A user with two new connections in the batch gets the offers on both.
+            Ok(found
+                .get(&(org.as_str(), user.clone()))
+                .cloned()
+                .unwrap_or_default())
+        })
+        .collect()
 }
 
 /// Commits questions, then broadcasts `QUESTION_ASKED` for each one created.

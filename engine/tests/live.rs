@@ -28,6 +28,7 @@ evd_api::on_both_backends!(
     a_message_whose_archive_failed_is_archived_by_its_resend,
     pipelined_messages_are_acknowledged_in_order_after_their_archive,
     waitlist_offers_move_down_the_line,
+    open_offers_reach_the_connections_their_users_open_later,
     an_offer_committed_while_no_engine_runs_is_delivered_after_one_starts,
     a_burst_of_ten_thousand_votes_is_counted_exactly,
     a_vote_acknowledged_before_a_crash_is_kept,
@@ -775,6 +776,84 @@ async fn waitlist_offers_move_down_the_line(db: TestDb) {
     assert_eq!(to_xen.session, session);
     assert!(matches!(xen.accept(&to_xen.offer).await, Event::Ack(_)));
     drop((bob, vic, lou, wes, xen));
+    live.stop().await;
+}
+
+/// The catch-up lookups of connections opened together are one read: each connection still
+/// gets its own user's open offers, and only those.
+async fn open_offers_reach_the_connections_their_users_open_later(db: TestDb) {
+    let live = start(db, live_settings()).await;
+    let srv = &live.srv;
+    let (_owner, _event, session) = srv.seed("acme", "olive", 2).await;
+    let holders = [
+        srv.token("hal", "acme", Role::Attendee, &[]),
+        srv.token("ian", "acme", Role::Attendee, &[]),
+    ];
+    let mut seats = Vec::new();
+    for h in &holders {
+        seats.push(srv.buy(h, &session).await);
+    }
+    // Three in line, none of them connected; two seats free up, so Amy and Ben get offers.
+    let tokens: Vec<String> = ["amy", "ben", "cal"]
+        .iter()
+        .map(|u| srv.token(u, "acme", Role::Attendee, &[]))
+        .collect();
+    for t in &tokens {
+        let (status, body) = srv
+            .post(&format!("/sessions/{session}/waitlist"), t, json!({}))
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    for (h, seat) in holders.iter().zip(&seats) {
+        let (status, body) = srv
+            .post(&format!("/tickets/{seat}/cancel"), h, json!({}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let mut offer_of = Vec::new();
+    for t in &tokens {
+        let (status, page) = srv.get("/offers", t).await;
+        assert_eq!(status, 200, "{page}");
+        let ids: Vec<String> = page
+            .as_array()
+            .expect("a list of offers")
+            .iter()
+            .map(|o| o["id"].as_str().unwrap().to_owned())
+            .collect();
+        offer_of.push(ids);
+    }
+    assert_eq!(offer_of[0].len(), 1, "{offer_of:?}");
+    assert_eq!(offer_of[1].len(), 1, "{offer_of:?}");
+    assert!(offer_of[2].is_empty(), "{offer_of:?}");
+
+    // Amy twice, Ben and Cal: four connections at once.
+    let url = srv.url();
+    let (amy, amy_again, ben, mut cal) = tokio::join!(
+        Client::connect(&url, &tokens[0], Codec::Json),
+        Client::connect(&url, &tokens[0], Codec::Json),
+        Client::connect(&url, &tokens[1], Codec::Json),
+        Client::connect(&url, &tokens[2], Codec::MsgPack),
+    );
+    for (mut client, want) in [
+        (amy, &offer_of[0]),
+        (amy_again, &offer_of[0]),
+        (ben, &offer_of[1]),
+    ] {
+        let got = client.offer().await;
+        assert_eq!(&vec![got.offer], want);
+        assert_eq!(got.session, session);
+    }
+    // Cal has no offer: none comes within several batching windows.
+    let quiet_until = tokio::time::Instant::now() + std::time::Duration::from_millis(500);
+    loop {
+        let left = quiet_until.saturating_duration_since(tokio::time::Instant::now());
+        match cal.next_or_close(left).await {
+            Ok(Some(Event::WaitlistOffer(o))) => panic!("Cal got someone's offer: {o:?}"),
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(close) => panic!("closed: {close:?}"),
+        }
+    }
     live.stop().await;
 }
 

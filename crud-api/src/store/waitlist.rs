@@ -52,6 +52,9 @@ pub trait WaitlistStore {
     async fn get_offer(&self, org: &str, offer: &str, user: &str) -> Result<Offer>;
     /// The user's open offers.
     async fn list_offers(&self, org: &str, user: &str) -> Result<Vec<Offer>>;
+    /// The open offers of each of `users` (at most [`MAX_OFFERS_PER_CALL`] each, oldest
+    /// first), in one read: the engine's catch-up for a batch of new connections.
+    async fn list_offers_of(&self, org: &str, users: &[String]) -> Result<Vec<Offer>>;
     /// Turns the user's open offer into a ticket. A lapsed offer is expired (and the seat
     /// offered on) and answers `OfferExpired`.
     async fn accept_offer(
@@ -250,6 +253,39 @@ impl WaitlistStore for SqlStore {
                      and status = 'open' order by created_at, id limit $3"
                 ),
                 args![org, user, MAX_OFFERS_PER_CALL],
+            )
+            .await?)
+    }
+
+    #[instrument(skip_all)]
+    async fn list_offers_of(&self, org: &str, users: &[String]) -> Result<Vec<Offer>> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.read(org).await?;
+        // As in `tallies`: `= any(array(…))` lets PostgreSQL find each user's offers by index.
+        let sql = tx.pick(
+            concat!(
+                "select * from (select ",
+                offer_columns!(),
+                ", row_number() over (partition by user_id order by created_at, id) as nth \
+                 from waitlist_offers where org_id = $1 and status = 'open' \
+                 and user_id in (select value from json_each($2))) \
+                 where nth <= $3 order by user_id, created_at, id"
+            ),
+            concat!(
+                "select * from (select ",
+                offer_columns!(),
+                ", row_number() over (partition by user_id order by created_at, id) as nth \
+                 from waitlist_offers where org_id = $1 and status = 'open' \
+                 and user_id = any(array(select jsonb_array_elements_text($2)))) ranked \
+                 where nth <= $3 order by user_id, created_at, id"
+            ),
+        );
+        Ok(tx
+            .fetch_all(
+                sql,
+                args![org, serde_json::json!(users), MAX_OFFERS_PER_CALL],
             )
             .await?)
     }

@@ -32,10 +32,6 @@ use std::time::Duration;
 /// shard's lock, few enough that a tick's walk over every shard stays short.
 const HUB_SHARDS_PER_CORE: usize = 4;
 
-/// Store lookups of a new connection's open offers running at once. A reconnect storm of
-/// 20,000 clients then queues here instead of flooding the database.
-const OFFER_CATCHUP_CONCURRENCY: usize = 16;
-
 /// Builds a broker once the node's hub (its handler) exists.
 pub type BrokerFactory =
     Box<dyn FnOnce(&str, Arc<dyn BrokerHandler>, &Shutdown) -> Arc<dyn Broker> + Send>;
@@ -186,7 +182,6 @@ impl NodeBuilder {
             room_locks: (0..ROOM_LOCK_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
-            offer_catchup: Arc::new(tokio::sync::Semaphore::new(OFFER_CATCHUP_CONCURRENCY)),
         });
         shutdown.spawn(tasks::ticks(Arc::clone(&node)));
         shutdown.spawn(revocation::run(Arc::clone(&node), access_changes));

@@ -86,7 +86,6 @@ pub struct Node {
     open_conns: Arc<AtomicUsize>,
     ip_limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
     room_locks: Box<[tokio::sync::Mutex<()>]>,
-    offer_catchup: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for Node {

@@ -1,5 +1,6 @@
 //! Offer catch-up: a new connection gets the user's open waitlist offers, so an offer made while
-//! the user was offline (or between two connections) is not missed.
+//! the user was offline (or between two connections) is not missed. The lookups are batched
+//! ([`crate::live::Live::open_offers`]): one read for the connections that open close together.
 
 use super::Node;
 use crate::clock::unix_ms;
@@ -13,17 +14,13 @@ impl Node {
     /// was offline (or between two connections) is not missed. Runs beside the connection.
     pub(super) fn catch_up_offers(&self, conn: &Arc<Conn>, claims: &Claims) {
         let Some(live) = &self.live else { return };
-        let (store, hub, limit) = (
-            Arc::clone(&live.store),
+        let (lookup, hub) = (
+            live.open_offers(&claims.org, &claims.sub),
             Arc::clone(&self.hub),
-            Arc::clone(&self.offer_catchup),
         );
-        let (conn, org, user) = (Arc::clone(conn), claims.org.clone(), claims.sub.clone());
+        let conn = Arc::clone(conn);
         self.shutdown.spawn(async move {
-            let Ok(_slot) = limit.acquire_owned().await else {
-                return;
-            };
-            let offers = match store.list_offers(&org, &user).await {
+            let offers = match lookup.await {
                 Ok(offers) => offers,
                 Err(e) => return tracing::warn!(error = %e, "open offers lookup failed"),
             };
