@@ -12,6 +12,8 @@
 #   idle-cpu   CONNS idle connections in rooms of 10 held IDLE_CPU_S seconds at the default
 #              heartbeat (each client pings every 20 s): the server's CPU, % of a core
 #   rooms      CONNS in rooms of 10, 100 publishers at 10/s
+#   connect    CONNS connections opened at RAMP per second into rooms of 10: the server's CPU
+#              per connection over the whole run (ramp and a 3 s hold), and connect p50/p99
 # Environment: CONNS (10000), RATES ("1 10"), ROOM_SIZES ("10 100"), DURATION (15),
 # RUNS (3 per side and step), RAMP (4000), BENCH_PORTS (a range such as 9700-9799 to take the
 # server's port from; any free port when unset). The raw reports are in target/ab/.
@@ -25,7 +27,7 @@ OUT=target/ab
 mkdir -p "$OUT"
 rm -f "$OUT"/*.json
 ulimit -n "$(ulimit -Hn)"
-case "$SCENARIO" in broadcast|idle|idle-cpu|rooms) ;; *) echo "unknown scenario $SCENARIO" >&2; exit 2 ;; esac
+case "$SCENARIO" in broadcast|idle|idle-cpu|rooms|connect) ;; *) echo "unknown scenario $SCENARIO" >&2; exit 2 ;; esac
 
 . bench/lib.sh
 
@@ -63,10 +65,22 @@ run() { # side, binary, step, run-number
     idle) args=(idle -c "$CONNS" --room-size "$3" --duration 5 --drain 0) ;;
     idle-cpu) args=(idle -c "$CONNS" --room-size 10 --duration "$IDLE_CPU_S" --drain 0) ;;
     rooms) args=(rooms -c "$CONNS" --room-size 10 --publishers 100 --rate 10 --duration "$DURATION") ;;
+    connect) args=(idle -c "$CONNS" --room-size 10 --duration 3 --drain 0) ;;
   esac
   echo "==> $1 ${args[*]}, run $4 of $RUNS" >&2
+  local ticks0
+  ticks0=$(awk '{print $14 + $15}' "/proc/$PID/stat")
   target/release/evd-loadtest "${args[@]}" --target evd --targets "ws://127.0.0.1:$PORT" \
     --server-pid "$PID" --ramp "$RAMP" --json >"$OUT/$1-$3-$4.json" || echo '{}' >"$OUT/$1-$3-$4.json"
+  # The server's CPU over the whole harness run, ramp included (the report's covers the hold).
+  python3 - "$OUT/$1-$3-$4.json" "$ticks0" "$(awk '{print $14 + $15}' "/proc/$PID/stat")" \
+    "$(getconf CLK_TCK)" "$CONNS" <<'PY'
+import json, sys
+path, t0, t1, hz, conns = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+r = json.load(open(path))
+r["server_cpu_us_per_connection"] = (t1 - t0) / hz * 1e6 / conns
+json.dump(r, open(path, "w"))
+PY
   stop_server
 }
 
@@ -75,6 +89,7 @@ case "$SCENARIO" in
   idle) STEPS=$ROOM_SIZES ;;
   idle-cpu) STEPS=10 ;;
   rooms) STEPS=10 ;;
+  connect) STEPS=10 ;;
 esac
 # Interleaved: a, b, a, b … for each step, so drift in the machine's load touches both alike.
 for step in $STEPS; do
@@ -103,8 +118,12 @@ figures = {
              ("connections held", ("connections",), "")],
     "idle-cpu": [("server CPU", ("server", "cpu_percent"), "% of a core"),
                  ("connections held", ("connections",), "")],
+    "connect": [("server CPU per connection", ("server_cpu_us_per_connection",), "µs"),
+                ("connect p50", ("connect_p50_ms",), "ms"), ("connect p99", ("connect_p99_ms",), "ms"),
+                ("connections held", ("connections",), "")],
 }[scenario]
-label = {"broadcast": "rate /s", "idle": "room size", "idle-cpu": "room size", "rooms": "rate /s"}[scenario]
+label = {"broadcast": "rate /s", "idle": "room size", "idle-cpu": "room size", "rooms": "rate /s",
+         "connect": "room size"}[scenario]
 print(f"| {label} | figure | A median (spread) | B median (spread) | B ÷ A |")
 print("|---|---|---|---|---|")
 def fmt(v):
