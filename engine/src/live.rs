@@ -53,8 +53,8 @@ const ARCHIVE_LINGER: Duration = Duration::from_millis(10);
 const VOTE_LINGER: Duration = Duration::from_millis(20);
 /// How long the offer catch-up gathers new connections before it reads their open waitlist
 /// offers in one statement. Every connection is looked up once, as it opens; during a ramp of
-/// 1,000 connections a second, one read each was the database's largest load. The offers
-/// arrive this much later, beside the `HELLO`.
+/// 1,000 connections a second, one read transaction each was most of the database's
+/// transactions. The offers arrive this much later, after the `HELLO`.
 const OFFER_LINGER: Duration = Duration::from_millis(50);
 /// Tries per chat archive batch: a transient store error (a dropped connection, a failover of
 /// the database) costs a delayed `ACK`, not an error the client must resend on.
@@ -198,14 +198,23 @@ impl Live {
     }
 
     /// The user's open waitlist offers, read with those of the other connections that opened
-    /// within [`OFFER_LINGER`]. The future owns what it needs, so a task can run it.
+    /// within [`OFFER_LINGER`]. The future owns what it needs, so a task can run it. A lookup
+    /// that finds the queue full waits for room again (each wait is bounded, and so is the
+    /// queue): a reconnect storm delays the catch-up but never skips it.
     pub fn open_offers(
         &self,
         org: &str,
         user: &str,
     ) -> impl Future<Output = Outcome<Vec<Offer>>> + Send + 'static {
         let (offers, key) = (self.offers.clone(), (org.to_owned(), user.to_owned()));
-        async move { offers.submit(key).await? }
+        async move {
+            loop {
+                match offers.submit(key.clone()).await {
+                    Err(SubmitError::Busy) => continue,
+                    other => return other?,
+                }
+            }
+        }
     }
 
     /// The session a poll belongs to; `None` if there is no such poll in the org.
