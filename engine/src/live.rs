@@ -315,31 +315,26 @@ async fn read_offers(
     for (org, user) in &batch {
         by_org.entry(org).or_default().push(user.clone());
     }
-    let mut found: BTreeMap<(&str, String), Vec<Offer>> = BTreeMap::new();
-    let mut failed_orgs = Vec::new();
+    // Per org, each user's offers, or the org's failed read.
+    let mut read: BTreeMap<&str, Outcome<BTreeMap<String, Vec<Offer>>>> = BTreeMap::new();
     for (org, mut users) in by_org {
         users.sort_unstable();
         users.dedup();
-        match store.list_offers_of(org, &users).await {
-            Ok(offers) => {
-                for o in offers {
-                    found.entry((org, o.user_id.clone())).or_default().push(o);
-                }
+        let outcome = store.list_offers_of(org, &users).await.map(|offers| {
+            let mut of_user: BTreeMap<String, Vec<Offer>> = BTreeMap::new();
+            for o in offers {
+                of_user.entry(o.user_id.clone()).or_default().push(o);
             }
-            Err(e) => failed_orgs.push((org, failed("open offers", &e))),
-        }
+            of_user
+        });
+        read.insert(org, outcome.map_err(|e| failed("open offers", &e)));
     }
     batch
         .iter()
-        .map(|(org, user)| {
-            if let Some((_, e)) = failed_orgs.iter().find(|(o, _)| o == org) {
-                return Err(e.clone());
-            }
+        .map(|(org, user)| match &read[org.as_str()] {
             // A user with two new connections in the batch gets the offers on both.
-            Ok(found
-                .get(&(org.as_str(), user.clone()))
-                .cloned()
-                .unwrap_or_default())
+            Ok(of_user) => Ok(of_user.get(user).cloned().unwrap_or_default()),
+            Err(e) => Err(e.clone()),
         })
         .collect()
 }
